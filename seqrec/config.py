@@ -1,0 +1,138 @@
+"""Strict configuration helpers shared by every component.
+
+Configs are frozen dataclasses. :func:`build_config` turns a plain dict (from TOML,
+JSON or ``--set`` flags) into one, rejecting unknown keys and values of the wrong
+type with a one-line :class:`~seqrec.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from seqrec.errors import ConfigError
+
+C = TypeVar("C")
+
+
+def parse_value(text: str) -> Any:
+    """Parse a ``--set`` value as a TOML value, falling back to the plain string.
+
+    >>> parse_value("0.2"), parse_value("true"), parse_value("[480]"), parse_value("bpr-max")
+    (0.2, True, [480], 'bpr-max')
+    """
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """Turn ``["key=value", ...]`` into a dict, values parsed by :func:`parse_value`."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        out[key] = parse_value(value.strip())
+    return out
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file; errors name the file."""
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: invalid TOML: {exc}") from None
+
+
+def _check_type(name: str, value: Any, tp: Any) -> Any:
+    """Validate (and gently coerce int->float) ``value`` against annotation ``tp``."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arg in typing.get_args(tp):
+            if arg is type(None):
+                if value is None:
+                    return None
+                continue
+            try:
+                return _check_type(name, value, arg)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"config key {name!r}: value {value!r} has the wrong type ({tp})")
+    if origin is typing.Literal:
+        if value not in typing.get_args(tp):
+            choices = ", ".join(repr(a) for a in typing.get_args(tp))
+            raise ConfigError(f"config key {name!r}: {value!r} is not one of {choices}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {name!r}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        inner = args[0] if args else Any
+        return tuple(_check_type(name, v, inner) for v in value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key {name!r}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key {name!r}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key {name!r}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key {name!r}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def build_config(cls: type[C], values: Mapping[str, Any] | None = None) -> C:
+    """Build frozen dataclass ``cls`` from ``values``; unknown keys and bad types are errors.
+
+    The dataclass may define ``validate(self)`` raising ConfigError for range checks.
+    """
+    values = dict(values or {})
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    hints = typing.get_type_hints(cls)
+    unknown = [k for k in values if k not in fields]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, list(fields), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            f"unknown config key {key!r} for {cls.__name__}{hint}; "
+            f"valid keys: {', '.join(sorted(fields))}"
+        )
+    kwargs = {k: _check_type(k, v, hints[k]) for k, v in values.items()}
+    cfg = cls(**kwargs)
+    validate = getattr(cfg, "validate", None)
+    if callable(validate):
+        validate()
+    return cfg
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON/TOML-serialisable dict of a config dataclass (tuples become lists)."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out

@@ -104,6 +104,14 @@ def _check_type(name: str, value: Any, tp: Any) -> Any:
     return value
 
 
+def _closest(key: str, names: list[str]) -> str | None:
+    close = difflib.get_close_matches(key, names, n=1)
+    if close:
+        return close[0]
+    parts = [n for n in names if n.startswith(key) or key.startswith(n)]
+    return max(parts, key=len) if parts else None
+
+
 def build_config(cls: type[C], values: Mapping[str, Any] | None = None) -> C:
     """Build frozen dataclass ``cls`` from ``values``; unknown keys and bad types are errors.
 
@@ -115,8 +123,7 @@ def build_config(cls: type[C], values: Mapping[str, Any] | None = None) -> C:
     unknown = [k for k in values if k not in fields]
     if unknown:
         key = unknown[0]
-        close = difflib.get_close_matches(key, list(fields), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = f" (did you mean {_closest(key, list(fields))!r}?)" if _closest(key, list(fields)) else ""
         raise ConfigError(
             f"unknown config key {key!r} for {cls.__name__}{hint}; "
             f"valid keys: {', '.join(sorted(fields))}"

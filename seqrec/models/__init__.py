@@ -6,12 +6,14 @@ from pathlib import Path
 
 from seqrec.errors import ConfigError, ModelFileError
 from seqrec.models.base import Recommender
+from seqrec.models.gru4rec import GRU4Rec
 from seqrec.models.pop import Pop, SessionPop
 from seqrec.persist import read_json
 
 MODELS: dict[str, type[Recommender]] = {
     Pop.name: Pop,
     SessionPop.name: SessionPop,
+    GRU4Rec.name: GRU4Rec,
 }
 
 

@@ -32,6 +32,8 @@ from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError, ModelFileError
 from seqrec.persist import atomic_dir, load_tensors, read_json, save_tensors, write_json
 
+SUPPORT_KEY = "__item_support__"  # training event count per item, saved with every model
+
 Histories = Sequence[np.ndarray] | Sequence[Sequence[int]]
 
 
@@ -94,6 +96,7 @@ class Recommender:
         self.item_index_: ItemIndex | None = None
         self.n_items_: int = 0
         self.meta_: dict[str, Any] = {}
+        self.item_support_: torch.Tensor | None = None  # (n_items,) training event counts
 
     # ------------------------------------------------------------------ API
     def fit(
@@ -116,6 +119,7 @@ class Recommender:
             n = len(item_index)
         self.item_index_ = item_index if item_index is not None else ItemIndex(range(n))
         self.n_items_ = n
+        self.item_support_ = torch.as_tensor(train.item_counts(n), dtype=torch.float32)
         self.meta_ = {
             "trained_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "train_events": int(train.n_events),
@@ -182,7 +186,10 @@ class Recommender:
                 },
             )
             self.item_index_.save(tmp / "items.json")
-            save_tensors(tmp / "weights.safetensors", self._weights())
+            tensors = dict(self._weights())
+            if self.item_support_ is not None:
+                tensors[SUPPORT_KEY] = self.item_support_
+            save_tensors(tmp / "weights.safetensors", tensors)
         return Path(path)
 
     @classmethod
@@ -205,7 +212,13 @@ class Recommender:
         if len(model.item_index_) != model.n_items_:
             raise ModelFileError(f"{p}: items.json does not match n_items in config.json")
         model.meta_ = dict(info.get("meta", {}))
-        model._set_weights(load_tensors(p / "weights.safetensors"))
+        tensors = load_tensors(p / "weights.safetensors")
+        model.item_support_ = tensors.pop(SUPPORT_KEY, None)
+        try:
+            model._set_weights(tensors)
+        except (KeyError, RuntimeError, ValueError) as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ModelFileError(f"{p}: weights do not match the {cls.name} config ({msg})") from None
         return model
 
 

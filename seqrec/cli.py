@@ -1,0 +1,395 @@
+"""The ``seqrec`` command line.
+
+Every sub-command explains each option in ``--help``. Problems caused by input (bad
+files, unknown config keys, unknown models, bad values) print one line
+``error: ...`` on stderr and exit with code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from seqrec import __version__
+from seqrec.errors import SeqrecError
+
+FORMATS = ["auto", "tsv", "csv", "parquet", "sessions", "s3rec", "user-item", "recbole",
+           "movielens", "taobao", "yoochoose-raw"]
+PROTOCOLS = ["auto", "next-item", "samples", "last-item"]
+TIES = ["conservative", "optimistic", "average"]
+
+log = logging.getLogger("seqrec")
+
+
+# --------------------------------------------------------------------------- helpers
+def _parse_ks(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(int(x) for x in text.replace(" ", "").split(",") if x)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--k expects comma-separated integers, got {text!r}") from None
+    if not ks or any(k <= 0 for k in ks):
+        raise argparse.ArgumentTypeError(f"--k values must be positive integers, got {text!r}")
+    return ks
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", default="auto", choices=FORMATS, metavar="FMT",
+                   help="input format: " + ", ".join(FORMATS) + " (default: auto-detect from the "
+                   "file name and first lines)")
+    p.add_argument("--session-col", help="column holding session ids (default: auto-detect)")
+    p.add_argument("--item-col", help="column holding item ids (default: auto-detect)")
+    p.add_argument("--time-col", help="column holding timestamps (default: auto-detect)")
+    p.add_argument("--user-col", help="column holding user ids (optional)")
+    p.add_argument("--event-col", help="column holding event types (optional)")
+
+
+def _columns(args: argparse.Namespace) -> Any:
+    from seqrec.data.events import Columns
+
+    return Columns(session=args.session_col, item=args.item_col, time=args.time_col,
+                   user=args.user_col, event_type=args.event_col)
+
+
+def model_config(model: str, config_file: str | None, overrides: list[str] | None) -> dict[str, Any]:
+    """Merge a TOML config file and ``--set`` overrides into one config dict."""
+    from seqrec.config import load_toml, parse_overrides
+    from seqrec.errors import ConfigError
+
+    values: dict[str, Any] = {}
+    if config_file:
+        values = load_toml(config_file)
+        named = values.pop("model", None)
+        if named is not None and named != model:
+            raise ConfigError(f"{config_file}: config is for model {named!r}, not {model!r}")
+    values.update(parse_overrides(overrides))
+    return values
+
+
+def _print_report(report: Any) -> None:
+    text = str(report).strip()
+    if text:
+        print(text, file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_train(args: argparse.Namespace) -> int:
+    from seqrec.data.loading import load_training_data
+    from seqrec.models import get_model_class
+    from seqrec.pipeline import fit_model
+
+    cls = get_model_class(args.model)
+    cfg = model_config(args.model, args.config, args.set)
+    if args.device:
+        cfg["device"] = args.device
+    model = cls(cfg)  # validates the config before any data is read
+    data = load_training_data(args.train, args.format, _columns(args))
+    _print_report(data.report)
+    t0 = time.perf_counter()
+    fit_model(model, data, valid_path=args.valid, valid_format=args.format,
+              checkpoint_dir=args.checkpoint_dir, resume=args.resume, progress=not args.quiet)
+    seconds = time.perf_counter() - t0
+    model.meta_["train_seconds"] = round(seconds, 3)
+    model.meta_["train_data"] = str(args.train)
+    model.save(args.out)
+    print(f"trained {args.model} on {data.train.n_events:,} events "
+          f"({len(data.item_index):,} items) in {seconds:.1f}s -> {args.out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from seqrec.data.loading import load_test_data
+    from seqrec.evaluation import evaluate
+    from seqrec.models import load_model
+    from seqrec.pipeline import default_protocol
+
+    model = load_model(args.model, device=args.device)
+    protocol = args.protocol
+    if protocol == "auto":
+        protocol = default_protocol(args.test, args.format)
+    data, report = load_test_data(args.test, args.format, model.item_index_, protocol)
+    if not args.json:
+        _print_report(report)
+    res = evaluate(
+        model, data, protocol=protocol, ks=args.k, ties=args.ties,
+        exclude_history=args.exclude_history, batch_size=args.batch_size,
+        item_popularity=model.item_support_, unknown=args.unknown,
+        progress=not (args.quiet or args.json),
+    )
+    res["model"] = model.name
+    if args.json:
+        print(json.dumps(res, sort_keys=True))
+    else:
+        print(format_results(res, args.k))
+    return 0
+
+
+def format_results(res: dict[str, Any], ks: tuple[int, ...]) -> str:
+    lines = [
+        f"protocol {res['protocol']}, ties {res['ties']}, exclude_history {res['exclude_history']}: "
+        f"{res['n_queries']:,} queries ({res['n_unknown_targets']:,} unknown targets "
+        f"{'dropped' if res.get('unknown', 'drop') == 'drop' else 'counted as misses'})",
+        f"{'K':>5} {'Recall':>8} {'MRR':>8} {'NDCG':>8} {'Coverage':>9} {'Popularity':>11}",
+    ]
+    for k in ks:
+        lines.append(
+            f"{k:>5} {res[f'recall@{k}']:>8.4f} {res[f'mrr@{k}']:>8.4f} {res[f'ndcg@{k}']:>8.4f} "
+            f"{res[f'coverage@{k}']:>9.4f} {res.get(f'popularity@{k}', float('nan')):>11.5f}"
+        )
+    return "\n".join(lines)
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from seqrec.data.idmap import UNKNOWN
+    from seqrec.errors import UnknownItemError
+    from seqrec.models import load_model
+
+    model = load_model(args.model, device=args.device)
+    assert model.item_index_ is not None
+    ext = args.items.split()
+    dense = model.item_index_.encode(ext)
+    unknown = [e for e, d in zip(ext, dense) if d == UNKNOWN]
+    if unknown and args.strict:
+        raise UnknownItemError(f"unknown item id(s): {', '.join(unknown[:10])}")
+    if unknown:
+        print(f"warning: ignored {len(unknown)} unknown item id(s): {', '.join(unknown[:10])}",
+              file=sys.stderr)
+    history = dense[dense != UNKNOWN]
+    ids, scores = model.recommend([history], args.k, exclude_history=args.exclude_history)
+    rows = [(model.item_index_.decode([i])[0], float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+    if args.json:
+        print(json.dumps({"items": [r[0] for r in rows], "scores": [r[1] for r in rows],
+                          "unknown_items": unknown}))
+    else:
+        print(f"{'rank':>4}  {'item':<20} score")
+        for r, (item, score) in enumerate(rows, 1):
+            print(f"{r:>4}  {item:<20} {score:.6g}")
+    return 0
+
+
+def cmd_data_stats(args: argparse.Namespace) -> int:
+    from seqrec.pipeline import data_stats
+
+    print(data_stats(args.path, args.format, _columns(args)))
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from seqrec.tuning import tune
+
+    tune(
+        train_path=args.train, fmt=args.format, columns=_columns(args), model_name=args.model,
+        space_path=args.space, base_config=model_config(args.model, args.config, args.set),
+        n_trials=args.trials, timeout=args.timeout, metric=args.metric,
+        valid_days=args.valid_days, valid_fraction=args.valid_fraction, out=args.out,
+        seed=args.seed, progress=not args.quiet,
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from seqrec.pipeline import run_demo
+
+    run_demo(train=args.train, test=args.test, out=args.out, models=args.models,
+             progress=not args.quiet)
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="seqrec", formatter_class=fmt,
+        description="Session-based and sequential recommendation: train, evaluate, recommend.",
+    )
+    parser.add_argument("--version", action="version", version=f"seqrec {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-q", "--quiet", action="store_true",
+                       help="no progress bars or per-epoch logs")
+
+    # train
+    p = sub.add_parser("train", help="train a model and save it to a model directory",
+                       formatter_class=fmt, description=(
+                           "Train a model on an event log and write a model directory (weights, "
+                           "config JSON, item index) atomically.\n\nExample:\n  seqrec train --train "
+                           "data/excerpt/train.tsv --model gru4rec --config configs/gru4rec/"
+                           "excerpt.toml --set n_epochs=3 --out runs/gru4rec"))
+    p.add_argument("--train", required=True, metavar="PATH",
+                   help="training data: an event file (CSV/TSV/Parquet/...) or a 'sessions' "
+                   "directory (its train_sessions.txt is used). User-history formats (s3rec, "
+                   "user-item, recbole, movielens) use leave-one-out: the last item of each "
+                   "history is never trained on, the second-to-last is the validation target")
+    _add_data_args(p)
+    p.add_argument("--model", required=True, metavar="NAME",
+                   help="model name (see `seqrec models`)")
+    p.add_argument("--config", metavar="FILE.toml",
+                   help="TOML file of model parameters (e.g. configs/gru4rec/rsc15_100k.toml)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override one parameter; VALUE is parsed as TOML (0.2, true, [480]) or "
+                   "else taken as a string (loss=bpr-max). Repeatable")
+    p.add_argument("--valid", metavar="PATH",
+                   help="validation sessions (same format) evaluated after every epoch (next-item "
+                   "recall@20 / mrr@20; used for early stopping when the config sets patience)")
+    p.add_argument("--out", required=True, metavar="DIR", help="model directory to write")
+    p.add_argument("--checkpoint-dir", metavar="DIR",
+                   help="write a full training checkpoint here after every epoch (atomically)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint in --checkpoint-dir (exactly: same weights "
+                   "as an uninterrupted run on CPU with a fixed seed)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (overrides the config)")
+    common(p)
+    p.set_defaults(func=cmd_train)
+
+    # evaluate
+    p = sub.add_parser("evaluate", help="evaluate a model with full ranking", formatter_class=fmt,
+                       description=(
+                           "Full-ranking evaluation over the whole catalogue.\n\nProtocols:\n"
+                           "  next-item  every position of each test session is a query (GRU4Rec)\n"
+                           "  samples    explicit prefix->label pairs (SR-GNN test_samples.tsv)\n"
+                           "  last-item  leave-one-out: the last item of each history\n"
+                           "Ties: conservative (rank = #items scoring >= target; default), "
+                           "optimistic (1 + #items scoring > target), average."))
+    p.add_argument("--model", required=True, metavar="DIR", help="model directory from `train`")
+    p.add_argument("--test", required=True, metavar="PATH",
+                   help="test data: event file, or 'sessions' directory (test_samples.tsv for "
+                   "samples, test_sessions.txt for next-item)")
+    _add_data_args(p)
+    p.add_argument("--protocol", default="auto", choices=PROTOCOLS,
+                   help="evaluation protocol (auto: samples for a sessions directory, last-item "
+                   "for user-history formats, next-item otherwise)")
+    p.add_argument("--k", type=_parse_ks, default=(5, 10, 20), metavar="K1,K2,...",
+                   help="cut-offs for Recall/MRR/NDCG/coverage/popularity (default 5,10,20)")
+    p.add_argument("--ties", default="conservative", choices=TIES,
+                   help="tie policy for items scoring equal to the target (default conservative)")
+    ex = p.add_mutually_exclusive_group()
+    ex.add_argument("--exclude-history", dest="exclude_history", action="store_true", default=None,
+                    help="never recommend items already in the history (default: on for "
+                    "last-item, off otherwise)")
+    ex.add_argument("--include-history", dest="exclude_history", action="store_false",
+                    help="allow items already in the history")
+    p.add_argument("--unknown", default="drop", choices=["drop", "miss"],
+                   help="targets unknown to the model: drop them (counted as n_unknown_targets; "
+                   "default) or count them as misses")
+    p.add_argument("--batch-size", type=_positive_int, default=512,
+                   help="queries scored at once (bounds memory: batch x n_items floats)")
+    p.add_argument("--json", action="store_true",
+                   help="print exactly one JSON object on stdout (recall@K, mrr@K, ndcg@K, ...)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto")
+    common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    # recommend
+    p = sub.add_parser("recommend", help="top-k items after a sequence of clicks")
+    p.add_argument("--model", required=True, metavar="DIR", help="model directory")
+    p.add_argument("--items", required=True, metavar='"I1 I2 ..."',
+                   help="the session so far: external item ids separated by spaces, oldest first")
+    p.add_argument("-k", "--k", type=_positive_int, default=10, help="how many items (default 10)")
+    p.add_argument("--exclude-history", action="store_true",
+                   help="do not recommend items already in --items")
+    p.add_argument("--strict", action="store_true",
+                   help="fail on unknown item ids (default: report them and ignore them)")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto")
+    p.set_defaults(func=cmd_recommend)
+
+    # data stats
+    p = sub.add_parser("data", help="inspect data files")
+    dsub = p.add_subparsers(dest="data_command", metavar="COMMAND")
+    dsub.required = True
+    q = dsub.add_parser("stats", help="events, sessions, items and length distribution of a file")
+    q.add_argument("path", metavar="PATH", help="event file or sessions directory")
+    _add_data_args(q)
+    q.set_defaults(func=cmd_data_stats)
+
+    # tune
+    p = sub.add_parser("tune", help="Optuna hyper-parameter search on a validation split",
+                       formatter_class=fmt, description=(
+                           "Search hyper-parameters on a train/validation split carved from the "
+                           "TRAINING data (never the test set) and write the best config as TOML."))
+    p.add_argument("--train", required=True, metavar="PATH", help="training data (as for train)")
+    _add_data_args(p)
+    p.add_argument("--model", default="gru4rec", metavar="NAME", help="model name (default gru4rec)")
+    p.add_argument("--space", required=True, metavar="FILE.toml",
+                   help="parameter space, e.g. configs/gru4rec/space.toml")
+    p.add_argument("--config", metavar="FILE.toml", help="base parameters (fixed unless searched)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a base parameter")
+    p.add_argument("--trials", type=_positive_int, default=20, help="number of trials (default 20)")
+    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    p.add_argument("--metric", default="mrr@20",
+                   help="validation metric to maximise: recall@K, mrr@K or ndcg@K (default mrr@20)")
+    p.add_argument("--valid-days", type=float, default=None,
+                   help="validation = training sessions starting in the last D days (needs times)")
+    p.add_argument("--valid-fraction", type=float, default=0.1,
+                   help="without times: validation = the last fraction of sessions (default 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed of the search")
+    p.add_argument("--out", required=True, metavar="FILE.toml", help="where to write the best config")
+    common(p)
+    p.set_defaults(func=cmd_tune)
+
+    # demo
+    p = sub.add_parser("demo", help="train and compare models on the shipped excerpt")
+    p.add_argument("--train", default="data/excerpt/train.tsv", help="training file")
+    p.add_argument("--test", default="data/excerpt/test.tsv", help="test file (next-item protocol)")
+    p.add_argument("--out", default="runs/demo", help="directory for the trained models")
+    p.add_argument("--models", default="pop,session-pop,gru4rec",
+                   help="comma-separated models to compare (default pop,session-pop,gru4rec)")
+    common(p)
+    p.set_defaults(func=cmd_demo)
+
+    # models
+    p = sub.add_parser("models", help="list available models")
+    p.set_defaults(func=cmd_models)
+    return parser
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from seqrec.models import MODELS
+
+    for name, cls in sorted(MODELS.items()):
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        print(f"{name:<14} {doc}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose else (
+        logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    try:
+        return int(args.func(args) or 0)
+    except SeqrecError as exc:
+        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+              file=sys.stderr)
+        return 2
+    except FloatingPointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,150 @@
+"""Glue between data, models and evaluation used by the CLI, the demo and tuning."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seqrec.data.samples import Samples
+from seqrec.data.sessions import SessionLog
+from seqrec.models.base import Recommender
+
+USER_HISTORY_FORMATS = {"s3rec", "user-item", "recbole", "movielens"}
+
+
+def default_protocol(path: str | Path, fmt: str) -> str:
+    """samples for a sessions directory, last-item for user histories, else next-item."""
+    from seqrec.data.loading import detect_format
+
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt == "sessions":
+        return "samples"
+    if fmt in USER_HISTORY_FORMATS:
+        return "last-item"
+    return "next-item"
+
+
+def fit_model(
+    model: Recommender,
+    data: Any,
+    *,
+    valid_path: str | None = None,
+    valid_format: str = "auto",
+    checkpoint_dir: str | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> Recommender:
+    """Fit ``model`` on loaded TrainingData, with an optional validation file."""
+    valid: SessionLog | Samples | None = data.valid
+    if valid_path is not None:
+        from seqrec.data.loading import load_test_data
+
+        valid, report = load_test_data(valid_path, valid_format, data.item_index, "next-item")
+        if isinstance(valid, SessionLog):
+            valid, _ = valid.drop_unknown()
+            valid = valid.drop_short(2)
+    kwargs: dict[str, Any] = {"item_index": data.item_index}
+    params = inspect.signature(model.fit).parameters
+    for name, value in (("checkpoint_dir", checkpoint_dir), ("resume", resume),
+                        ("progress", progress)):
+        if name in params:
+            kwargs[name] = value
+    return model.fit(data.train, valid, **kwargs)
+
+
+def data_stats(path: str | Path, fmt: str = "auto", columns: Any = None) -> str:
+    """Human-readable statistics of a data file (events, sessions, items, lengths)."""
+    from seqrec.data.loading import detect_format, read_log
+
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    log, index, report = read_log(path, fmt, columns)
+    lengths = log.lengths
+    lines = [f"{path} ({fmt})"]
+    lines.append(f"  events    {log.n_events:,}")
+    lines.append(f"  sessions  {log.n_sessions:,}")
+    lines.append(f"  items     {len(index):,}")
+    if log.users is not None:
+        lines.append(f"  users     {len(np.unique(log.users)):,}")
+    if log.times is not None and log.n_events:
+        import datetime as dt
+
+        t0 = dt.datetime.fromtimestamp(float(np.min(log.times)), dt.UTC)
+        t1 = dt.datetime.fromtimestamp(float(np.max(log.times)), dt.UTC)
+        lines.append(f"  time span {t0:%Y-%m-%d %H:%M} -> {t1:%Y-%m-%d %H:%M} UTC")
+    if log.event_types is not None and log.event_type_names:
+        counts = np.bincount(log.event_types.astype(np.int64), minlength=len(log.event_type_names))
+        lines.append("  event types " + ", ".join(
+            f"{n} {c:,}" for n, c in zip(log.event_type_names, counts)))
+    if len(lengths):
+        q = np.percentile(lengths, [50, 90, 99])
+        lines.append(
+            f"  session length: mean {lengths.mean():.2f}, min {lengths.min()}, median {q[0]:.0f}, "
+            f"p90 {q[1]:.0f}, p99 {q[2]:.0f}, max {lengths.max()}"
+        )
+        hist = np.bincount(np.minimum(lengths, 11))
+        parts = [f"{k}: {hist[k]:,}" for k in range(1, min(len(hist), 11)) if hist[k]]
+        if len(hist) > 11 and hist[11]:
+            parts.append(f">10: {hist[11]:,}")
+        lines.append("  length distribution  " + ", ".join(parts))
+    counts = log.item_counts(len(index))
+    if len(counts):
+        lines.append(f"  item support: min {counts.min()}, median {np.median(counts):.0f}, "
+                     f"max {counts.max()}")
+    text = str(report).strip()
+    if text:
+        lines.append(text)
+    return "\n".join(lines)
+
+
+def run_demo(
+    train: str = "data/excerpt/train.tsv",
+    test: str = "data/excerpt/test.tsv",
+    out: str = "runs/demo",
+    models: str = "pop,session-pop,gru4rec",
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Train each model on the excerpt, evaluate next-item on its test part, print a table."""
+    from seqrec.config import load_toml
+    from seqrec.data.loading import load_test_data, load_training_data
+    from seqrec.evaluation import evaluate
+    from seqrec.models import get_model_class
+
+    data = load_training_data(train, "auto")
+    print(f"demo data: {train} ({data.train.n_events:,} events, {data.train.n_sessions:,} sessions, "
+          f"{len(data.item_index):,} items); test: {test}", file=sys.stderr)
+    rows = []
+    for name in [m.strip() for m in models.split(",") if m.strip()]:
+        cls = get_model_class(name)
+        cfg_file = Path("configs") / name / "excerpt.toml"
+        cfg = load_toml(cfg_file) if cfg_file.exists() else {}
+        cfg.pop("model", None)
+        model = cls(cfg)
+        t0 = time.perf_counter()
+        fit_model(model, data, progress=progress)
+        fit_s = time.perf_counter() - t0
+        model.save(Path(out) / name)
+        test_data, _ = load_test_data(test, "auto", model.item_index_, "next-item")
+        res = evaluate(model, test_data, protocol="next-item", ks=(5, 10, 20),
+                       item_popularity=model.item_support_)
+        res.update(model=name, train_seconds=fit_s)
+        rows.append(res)
+    print()
+    print(f"next-item protocol, full ranking over {len(data.item_index):,} items, conservative ties, "
+          f"{rows[0]['n_queries']:,} test queries" if rows else "no models")
+    head = f"{'model':<13} {'R@5':>7} {'R@10':>7} {'R@20':>7} {'MRR@20':>7} {'NDCG@20':>8} " \
+           f"{'Cov@20':>7} {'train s':>8}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(f"{r['model']:<13} {r['recall@5']:>7.4f} {r['recall@10']:>7.4f} {r['recall@20']:>7.4f} "
+              f"{r['mrr@20']:>7.4f} {r['ndcg@20']:>8.4f} {r['coverage@20']:>7.4f} "
+              f"{r['train_seconds']:>8.1f}")
+    if rows:
+        print(f"\nmodels saved under {out}/; try:\n  seqrec recommend --model {out}/{rows[-1]['model']} "
+              f"--items \"<item ids from {train}>\"")
+    return rows

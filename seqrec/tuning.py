@@ -1,0 +1,223 @@
+"""Hyper-parameter search with Optuna on a validation split of the training data.
+
+The space is a TOML file, one table per parameter::
+
+    [learning_rate]
+    type = "float"        # float | int | categorical
+    low = 0.01
+    high = 0.5
+    log = true
+
+    [layers]
+    type = "categorical"
+    choices = [[100], [200], [480]]
+
+The test set is never touched: validation is carved from the training data (the last
+days of sessions by start time, or the last fraction of sessions when there are no
+times; user histories use their second-to-last items).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seqrec.config import load_toml
+from seqrec.data.samples import Samples
+from seqrec.data.sessions import SessionLog
+from seqrec.errors import ConfigError, SeqrecError
+from seqrec.persist import atomic_write_bytes
+
+log = logging.getLogger("seqrec.tuning")
+
+SPEC_KEYS = {"type", "low", "high", "log", "step", "choices"}
+
+
+def load_space(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Read and validate a search-space TOML file."""
+    raw = load_toml(path)
+    space: dict[str, dict[str, Any]] = {}
+    for name, spec in raw.items():
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{path}: [{name}] must be a table with a 'type' key")
+        unknown = set(spec) - SPEC_KEYS
+        if unknown:
+            raise ConfigError(f"{path}: [{name}] has unknown key(s) {sorted(unknown)}")
+        kind = spec.get("type")
+        if kind in ("float", "int"):
+            if "low" not in spec or "high" not in spec or spec["low"] > spec["high"]:
+                raise ConfigError(f"{path}: [{name}] needs low <= high")
+        elif kind == "categorical":
+            if not isinstance(spec.get("choices"), list) or not spec["choices"]:
+                raise ConfigError(f"{path}: [{name}] needs a non-empty 'choices' list")
+        else:
+            raise ConfigError(f"{path}: [{name}] type must be float, int or categorical")
+        space[name] = spec
+    if not space:
+        raise ConfigError(f"{path}: empty search space")
+    return space
+
+
+def suggest(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Draw one configuration from ``space`` with an Optuna trial."""
+    out: dict[str, Any] = {}
+    for name, spec in space.items():
+        kind = spec["type"]
+        if kind == "float":
+            out[name] = trial.suggest_float(name, spec["low"], spec["high"], log=spec.get("log", False),
+                                            step=spec.get("step"))
+        elif kind == "int":
+            out[name] = trial.suggest_int(name, spec["low"], spec["high"], log=spec.get("log", False),
+                                          step=spec.get("step", 1))
+        else:
+            # Optuna choices must be scalars: encode lists as JSON strings
+            enc = [json.dumps(c) for c in spec["choices"]]
+            out[name] = json.loads(trial.suggest_categorical(name, enc))
+    return out
+
+
+def carve_validation(
+    train: SessionLog, valid_days: float | None, valid_fraction: float
+) -> tuple[SessionLog, SessionLog]:
+    """Split a session log into (train, valid) without looking at any test data."""
+    from seqrec.data.preprocess import time_split
+
+    if valid_days is not None:
+        if train.times is None:
+            raise ConfigError("--valid-days needs timestamps; this data has none (use --valid-fraction)")
+        tr, va, _ = time_split(train, valid_days)
+        return tr, va
+    if not 0 < valid_fraction < 1:
+        raise ConfigError("--valid-fraction must be in (0, 1)")
+    n_valid = max(1, int(round(train.n_sessions * valid_fraction)))
+    tr = train.select_sessions(np.arange(train.n_sessions - n_valid))
+    va = train.select_sessions(np.arange(train.n_sessions - n_valid, train.n_sessions))
+    seen = np.zeros(int(train.items.max()) + 1, dtype=bool)
+    seen[tr.items] = True
+    va = va.select_events(seen[va.items]).drop_short(2)
+    return tr, va
+
+
+def to_toml(values: dict[str, Any], header: str = "") -> str:
+    """Serialise a flat dict of scalars / lists as TOML."""
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"cannot write non-finite value {v} to TOML")
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(fmt(x) for x in v) + "]"
+        raise ConfigError(f"cannot write {type(v).__name__} value to TOML")
+
+    lines = [f"# {line}" for line in header.splitlines()] if header else []
+    lines += [f"{k} = {fmt(v)}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def tune(
+    *,
+    train_path: str,
+    fmt: str,
+    columns: Any,
+    model_name: str,
+    space_path: str,
+    base_config: dict[str, Any],
+    n_trials: int,
+    timeout: float | None,
+    metric: str,
+    valid_days: float | None,
+    valid_fraction: float,
+    out: str,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the search and write the best configuration to ``out`` (TOML)."""
+    import optuna
+
+    from seqrec.data.loading import load_training_data
+    from seqrec.evaluation import evaluate
+    from seqrec.models import get_model_class
+
+    cls = get_model_class(model_name)
+    space = load_space(space_path)
+    bad = [k for k in space if k not in {f for f in cls.Config.__dataclass_fields__}]
+    if bad:
+        raise ConfigError(f"{space_path}: {bad[0]!r} is not a {model_name} parameter")
+    cls(base_config)  # validate the base config early
+    data = load_training_data(train_path, fmt, columns)
+    if isinstance(data.valid, Samples):
+        tr, va, protocol = data.train, data.valid, "samples"
+    else:
+        tr, va = carve_validation(data.train, valid_days, valid_fraction)
+        protocol = "next-item"
+    k = metric.split("@")[-1]
+    if not k.isdigit() or metric.split("@")[0] not in ("recall", "mrr", "ndcg"):
+        raise ConfigError(f"--metric must look like recall@20, mrr@20 or ndcg@20, got {metric!r}")
+    print(f"tuning {model_name}: {tr.n_events:,} train events, validation ({protocol}) "
+          f"{va.n_events if isinstance(va, SessionLog) else len(va):,}; metric {metric}",
+          file=sys.stderr)
+
+    trials_log: list[dict[str, Any]] = []
+
+    def objective(trial: Any) -> float:
+        params = dict(base_config)
+        params.update(suggest(trial, space))
+        try:
+            model = cls(params)
+        except ConfigError as exc:
+            raise optuna.TrialPruned(str(exc)) from None
+        t0 = time.perf_counter()
+        try:
+            model.fit(tr, item_index=data.item_index, progress=False)
+        except FloatingPointError as exc:
+            log.info("trial %d diverged: %s", trial.number, exc)
+            return 0.0
+        res = evaluate(model, va, protocol=protocol, ks=(int(k),))
+        value = float(res[metric])
+        rec = {"trial": trial.number, "value": value, "seconds": round(time.perf_counter() - t0, 1),
+               "params": suggest_repr(params, space)}
+        trials_log.append(rec)
+        print(f"trial {trial.number}: {metric} {value:.4f} ({rec['seconds']}s) {rec['params']}",
+              file=sys.stderr)
+        return value
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.TPESampler(seed=seed))
+    study.optimize(objective, n_trials=n_trials, timeout=timeout, show_progress_bar=False)
+    done = [t for t in study.trials if t.value is not None]
+    if not done:
+        raise SeqrecError("no trial finished (all were invalid or timed out)")
+    best = dict(base_config)
+    best.update({name: _decode(study.best_trial.params[name], space[name]) for name in space})
+    header = (
+        f"{model_name} config found by `seqrec tune` on {dt.date.today().isoformat()}\n"
+        f"train: {train_path}; validation carved from the training data ({protocol})\n"
+        f"best validation {metric} = {study.best_value:.4f} after {len(done)} trials"
+    )
+    atomic_write_bytes(out, to_toml(best, header).encode())
+    atomic_write_bytes(str(out) + ".trials.jsonl",
+                       "".join(json.dumps(t) + "\n" for t in trials_log).encode())
+    print(f"best {metric} {study.best_value:.4f}: wrote {out}")
+    return best
+
+
+def _decode(value: Any, spec: dict[str, Any]) -> Any:
+    return json.loads(value) if spec["type"] == "categorical" else value
+
+
+def suggest_repr(params: dict[str, Any], space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {k: params[k] for k in space}

@@ -1,0 +1,56 @@
+"""Strict configs: unknown keys and bad values are one-line errors."""
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pytest
+
+from seqrec.config import build_config, config_to_dict, parse_overrides, parse_value
+from seqrec.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Cfg:
+    layers: tuple[int, ...] = (100,)
+    lr: float = 0.1
+    loss: Literal["a", "b"] = "a"
+    flag: bool = False
+    n: int = 3
+
+
+def test_parse_value_toml_then_string():
+    assert parse_value("0.2") == 0.2
+    assert parse_value("true") is True
+    assert parse_value("[480]") == [480]
+    assert parse_value("bpr-max") == "bpr-max"
+    assert parse_value('"quoted"') == "quoted"
+
+
+def test_parse_overrides():
+    assert parse_overrides(["a=1", "b = [1, 2]", "c=x"]) == {"a": 1, "b": [1, 2], "c": "x"}
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["novalue"])
+
+
+def test_build_config_types_and_coercion():
+    cfg = build_config(Cfg, {"layers": [512, 512], "lr": 1, "loss": "b", "flag": True})
+    assert cfg.layers == (512, 512) and cfg.lr == 1.0 and isinstance(cfg.lr, float)
+    assert config_to_dict(cfg)["layers"] == [512, 512]
+
+
+@pytest.mark.parametrize(
+    ("values", "pattern"),
+    [
+        ({"lr_rate": 0.1}, "unknown config key 'lr_rate'.*did you mean 'lr'"),
+        ({"loss": "c"}, "'c' is not one of"),
+        ({"n": 1.5}, "expected an integer"),
+        ({"n": True}, "expected an integer"),
+        ({"lr": "fast"}, "expected a number"),
+        ({"flag": 1}, "expected true or false"),
+        ({"layers": 100}, "expected a list"),
+    ],
+)
+def test_build_config_errors(values, pattern):
+    with pytest.raises(ConfigError, match=pattern) as exc:
+        build_config(Cfg, values)
+    assert "\n" not in str(exc.value)

@@ -1,0 +1,166 @@
+"""Popularity-based negative sampling with a pre-drawn cache and exact resumability.
+
+Item ``i`` is drawn with probability ``p_i = counts[i] ** alpha / sum_k counts[k] ** alpha``
+with the convention ``0 ** 0 = 1``: ``alpha = 0`` is uniform over *all* items (zero-count
+ones included), and for ``alpha > 0`` items with count 0 have probability 0 and are never
+drawn.
+
+Draws come from a cache of ``cache_size`` draws (rounded down to a multiple of
+``n_sample``, at least one batch) produced in one call from a seeded ``torch.Generator``;
+when it is used up it is re-drawn. The state dict holds only the generator state from
+which the *current* cache was drawn, the position in it and the refresh count, so a
+restored sampler re-draws the identical cache and continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from seqrec.errors import ConfigError
+
+__all__ = ["PopularitySampler"]
+
+# torch.multinomial supports at most 2**24 categories; beyond that use inverse-CDF search.
+_MULTINOMIAL_MAX_CATEGORIES = 2**24
+
+
+class PopularitySampler:
+    """Draws ``n_sample`` shared negatives per call with probability ∝ ``counts ** alpha``.
+
+    Args:
+        counts: (n_items,) non-negative item frequencies (e.g. training-set counts).
+        alpha: popularity exponent, >= 0 (0 = uniform over all items, 1 = popularity).
+        n_sample: draws returned by each :meth:`sample` call; 0 disables sampling.
+        cache_size: draws pre-computed at once (rounded down to a multiple of n_sample,
+            at least n_sample).
+        seed: seed of the sampler's own ``torch.Generator``.
+        device: device of the generator, the cache and the returned tensors.
+    """
+
+    def __init__(
+        self,
+        counts: np.ndarray,
+        alpha: float,
+        n_sample: int,
+        cache_size: int = 10_000_000,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        counts = np.asarray(counts, dtype=np.float64)
+        if counts.ndim != 1 or counts.size == 0:
+            raise ValueError(f"counts must be a non-empty 1-D array, got shape {counts.shape}")
+        if not np.all(np.isfinite(counts)) or np.any(counts < 0):
+            raise ValueError("counts must be finite and non-negative")
+        if not np.isfinite(alpha) or alpha < 0:
+            raise ConfigError(f"sample_alpha must be >= 0, got {alpha}")
+        if n_sample < 0:
+            raise ConfigError(f"n_sample must be >= 0, got {n_sample}")
+        if cache_size < 0:
+            raise ConfigError(f"sample_cache_size must be >= 0, got {cache_size}")
+        weights = np.power(counts, float(alpha))  # (n_items,); 0 ** 0 == 1
+        total = weights.sum()
+        if total <= 0 or not np.isfinite(total):
+            raise ValueError("counts ** alpha must have a positive finite sum (all counts are 0?)")
+
+        self.device = torch.device(device)
+        self.alpha = float(alpha)
+        self.n_sample = int(n_sample)
+        self.n_items = int(counts.size)
+        self.seed = int(seed)
+        self.cache_len = max(cache_size // n_sample, 1) * n_sample if n_sample > 0 else 0
+
+        p = weights / total  # (n_items,) float64
+        with np.errstate(divide="ignore"):
+            log_p = np.log(p)  # -inf where p == 0
+        self.prob: Tensor = torch.from_numpy(p).to(self.device, torch.float32)  # (n_items,)
+        self.log_prob: Tensor = torch.from_numpy(log_p).to(self.device, torch.float32)
+        self._weights = torch.from_numpy(weights).to(self.device)  # (n_items,) float64
+        self._cdf: Tensor | None = None
+        self._last_nonzero = int(np.flatnonzero(weights)[-1])
+        if self.n_items > _MULTINOMIAL_MAX_CATEGORIES:
+            self._cdf = torch.cumsum(self._weights, dim=0)  # (n_items,) float64
+
+        self._gen = torch.Generator(device=self.device)
+        self._gen.manual_seed(self.seed)
+        self._cache: Tensor | None = None  # (cache_len,) int64
+        self._cache_gen_state: Tensor = self._gen.get_state()  # state the cache is drawn from
+        self._pos = 0
+        self._refreshes = 0
+
+    def _draw(self) -> Tensor:
+        """Draws ``cache_len`` item indices, advancing the generator."""
+        if self._cdf is None:
+            return torch.multinomial(
+                self._weights, self.cache_len, replacement=True, generator=self._gen
+            )  # (cache_len,)
+        u = torch.rand(
+            self.cache_len, generator=self._gen, dtype=torch.float64, device=self.device
+        )  # (cache_len,)
+        idx = torch.searchsorted(self._cdf, u * self._cdf[-1], right=True)  # (cache_len,)
+        return idx.clamp_(max=self._last_nonzero)
+
+    def _refresh(self) -> None:
+        self._cache_gen_state = self._gen.get_state()
+        self._cache = self._draw()
+        self._pos = 0
+        self._refreshes += 1
+
+    @property
+    def refreshes(self) -> int:
+        """How many caches have been drawn so far (the first draw counts as one)."""
+        return self._refreshes
+
+    def sample(self) -> Tensor:
+        """The next ``n_sample`` draws, (n_sample,) int64 on ``device``.
+
+        The result is a view into the cache: do not modify it in place.
+        """
+        if self.n_sample == 0:
+            return torch.empty(0, dtype=torch.long, device=self.device)
+        if self._cache is None or self._pos + self.n_sample > self.cache_len:
+            self._refresh()
+        assert self._cache is not None
+        out = self._cache[self._pos : self._pos + self.n_sample]  # (n_sample,)
+        self._pos += self.n_sample
+        return out
+
+    def state_dict(self) -> dict[str, Tensor | int]:
+        """Small resumable state: generator state of the current cache, position, refreshes."""
+        state = self._cache_gen_state if self._cache is not None else self._gen.get_state()
+        return {
+            "generator_state": state.clone(),
+            "position": self._pos,
+            "refreshes": self._refreshes,
+            "n_items": self.n_items,
+            "cache_len": self.cache_len,
+        }
+
+    def load_state_dict(self, state: dict[str, Tensor | int]) -> None:
+        """Restores :meth:`state_dict` output; the next draws equal the original's next draws.
+
+        The sampler must have been built with the same counts, alpha, n_sample and
+        cache_size; the cache is re-drawn from the saved generator state.
+        """
+        for key in ("n_items", "cache_len"):
+            saved = int(state[key])
+            if saved != getattr(self, key):
+                raise ConfigError(
+                    f"sampler state does not match the sampler: {key} {saved} != "
+                    f"{getattr(self, key)}"
+                )
+        gen_state = state["generator_state"]
+        if not isinstance(gen_state, Tensor):
+            raise ValueError("sampler state: generator_state must be a tensor")
+        self._gen.set_state(gen_state.detach().to("cpu", torch.uint8).contiguous())
+        self._refreshes = int(state["refreshes"])
+        position = int(state["position"])
+        if self._refreshes > 0 and self.n_sample > 0:
+            self._refresh()  # re-draws the identical cache and advances the generator
+            self._refreshes -= 1  # restoring is not a new refresh
+            self._pos = position
+        else:
+            self._cache = None
+            self._cache_gen_state = self._gen.get_state()
+            self._pos = 0

@@ -61,6 +61,7 @@ class GRU4RecConfig:
     n_sample: int = 2048  # shared extra negatives per mini-batch (0 = in-batch only)
     sample_alpha: float = 0.5  # negatives ~ support^alpha (0 uniform, 1 popularity)
     sample_cache: int = 10_000_000  # draws pre-computed at a time
+    mask_false_negatives: bool = False  # ignore negatives that equal the row's own target
     dropout_p_embed: float = 0.0
     dropout_p_hidden: float = 0.0
     optimizer: Literal["adagrad", "adam"] = "adagrad"
@@ -314,7 +315,11 @@ class _Task:
         if cfg.elu_param > 0:
             scores = F.elu(scores, alpha=cfg.elu_param)
         log_q = self.log_q.index_select(0, cand) if self.log_q is not None else None
-        loss = self.loss_fn(scores, log_q=log_q, logq=cfg.logq, bpreg=cfg.bpreg)
+        mask = None
+        if cfg.mask_false_negatives:
+            mask = cand.unsqueeze(0) == tgt.unsqueeze(1)  # (B, C)
+            mask.fill_diagonal_(False)
+        loss = self.loss_fn(scores, log_q=log_q, logq=cfg.logq, bpreg=cfg.bpreg, mask=mask)
         loss.backward()
 
         self.opt.tick()

@@ -40,7 +40,7 @@ OPTIONS = [
     {"constrained_embedding": False, "embedding": 8},
     {"layers": [16, 12], "dropout_p_hidden": 0.3, "dropout_p_embed": 0.2},
     {"optimizer": "adam", "learning_rate": 0.01}, {"momentum": 0.5},
-    {"n_sample": 0}, {"sample_alpha": 0.0}, {"shuffle": True},
+    {"n_sample": 0}, {"sample_alpha": 0.0}, {"shuffle": True}, {"mask_false_negatives": True},
     {"cell": "lstm", "layers": [8, 8], "constrained_embedding": False, "embedding": 4},
 ]
 

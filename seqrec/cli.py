@@ -12,14 +12,24 @@ import json
 import logging
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from seqrec import __version__
 from seqrec.errors import SeqrecError
 
-FORMATS = ["auto", "tsv", "csv", "parquet", "sessions", "s3rec", "user-item", "recbole",
-           "movielens", "taobao", "yoochoose-raw"]
+FORMATS = [
+    "auto",
+    "tsv",
+    "csv",
+    "parquet",
+    "sessions",
+    "s3rec",
+    "user-item",
+    "recbole",
+    "movielens",
+    "taobao",
+    "yoochoose-raw",
+]
 PROTOCOLS = ["auto", "next-item", "samples", "last-item"]
 TIES = ["conservative", "optimistic", "average"]
 
@@ -31,7 +41,9 @@ def _parse_ks(text: str) -> tuple[int, ...]:
     try:
         ks = tuple(int(x) for x in text.replace(" ", "").split(",") if x)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--k expects comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"--k expects comma-separated integers, got {text!r}"
+        ) from None
     if not ks or any(k <= 0 for k in ks):
         raise argparse.ArgumentTypeError(f"--k values must be positive integers, got {text!r}")
     return ks
@@ -48,9 +60,14 @@ def _positive_int(text: str) -> int:
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", default="auto", choices=FORMATS, metavar="FMT",
-                   help="input format: " + ", ".join(FORMATS) + " (default: auto-detect from the "
-                   "file name and first lines)")
+    p.add_argument(
+        "--format",
+        default="auto",
+        choices=FORMATS,
+        metavar="FMT",
+        help="input format: " + ", ".join(FORMATS) + " (default: auto-detect from the "
+        "file name and first lines)",
+    )
     p.add_argument("--session-col", help="column holding session ids (default: auto-detect)")
     p.add_argument("--item-col", help="column holding item ids (default: auto-detect)")
     p.add_argument("--time-col", help="column holding timestamps (default: auto-detect)")
@@ -61,11 +78,18 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 def _columns(args: argparse.Namespace) -> Any:
     from seqrec.data.events import Columns
 
-    return Columns(session=args.session_col, item=args.item_col, time=args.time_col,
-                   user=args.user_col, event_type=args.event_col)
+    return Columns(
+        session=args.session_col,
+        item=args.item_col,
+        time=args.time_col,
+        user=args.user_col,
+        event_type=args.event_col,
+    )
 
 
-def model_config(model: str, config_file: str | None, overrides: list[str] | None) -> dict[str, Any]:
+def model_config(
+    model: str, config_file: str | None, overrides: list[str] | None
+) -> dict[str, Any]:
     """Merge a TOML config file and ``--set`` overrides into one config dict."""
     from seqrec.config import load_toml, parse_overrides
     from seqrec.errors import ConfigError
@@ -100,14 +124,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = load_training_data(args.train, args.format, _columns(args))
     _print_report(data.report)
     t0 = time.perf_counter()
-    fit_model(model, data, valid_path=args.valid, valid_format=args.format,
-              checkpoint_dir=args.checkpoint_dir, resume=args.resume, progress=not args.quiet)
+    fit_model(
+        model,
+        data,
+        valid_path=args.valid,
+        valid_format=args.format,
+        checkpoint_dir=args.checkpoint_dir,
+        resume=args.resume,
+        progress=not args.quiet,
+    )
     seconds = time.perf_counter() - t0
     model.meta_["train_seconds"] = round(seconds, 3)
     model.meta_["train_data"] = str(args.train)
     model.save(args.out)
-    print(f"trained {args.model} on {data.train.n_events:,} events "
-          f"({len(data.item_index):,} items) in {seconds:.1f}s -> {args.out}")
+    print(
+        f"trained {args.model} on {data.train.n_events:,} events "
+        f"({len(data.item_index):,} items) in {seconds:.1f}s -> {args.out}"
+    )
     return 0
 
 
@@ -125,9 +158,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not args.json:
         _print_report(report)
     res = evaluate(
-        model, data, protocol=protocol, ks=args.k, ties=args.ties,
-        exclude_history=args.exclude_history, batch_size=args.batch_size,
-        item_popularity=model.item_support_, unknown=args.unknown,
+        model,
+        data,
+        protocol=protocol,
+        ks=args.k,
+        ties=args.ties,
+        exclude_history=args.exclude_history,
+        batch_size=args.batch_size,
+        item_popularity=model.item_support_,
+        unknown=args.unknown,
         progress=not (args.quiet or args.json),
     )
     res["model"] = model.name
@@ -140,7 +179,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def format_results(res: dict[str, Any], ks: tuple[int, ...]) -> str:
     lines = [
-        f"protocol {res['protocol']}, ties {res['ties']}, exclude_history {res['exclude_history']}: "
+        f"protocol {res['protocol']}, ties {res['ties']}, "
+        f"exclude_history {res['exclude_history']}: "
         f"{res['n_queries']:,} queries ({res['n_unknown_targets']:,} unknown targets "
         f"{'dropped' if res.get('unknown', 'drop') == 'drop' else 'counted as misses'})",
         f"{'K':>5} {'Recall':>8} {'MRR':>8} {'NDCG':>8} {'Coverage':>9} {'Popularity':>11}",
@@ -166,14 +206,25 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if unknown and args.strict:
         raise UnknownItemError(f"unknown item id(s): {', '.join(unknown[:10])}")
     if unknown:
-        print(f"warning: ignored {len(unknown)} unknown item id(s): {', '.join(unknown[:10])}",
-              file=sys.stderr)
+        print(
+            f"warning: ignored {len(unknown)} unknown item id(s): {', '.join(unknown[:10])}",
+            file=sys.stderr,
+        )
     history = dense[dense != UNKNOWN]
     ids, scores = model.recommend([history], args.k, exclude_history=args.exclude_history)
-    rows = [(model.item_index_.decode([i])[0], float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+    rows = [
+        (model.item_index_.decode([i])[0], float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0
+    ]
     if args.json:
-        print(json.dumps({"items": [r[0] for r in rows], "scores": [r[1] for r in rows],
-                          "unknown_items": unknown}))
+        print(
+            json.dumps(
+                {
+                    "items": [r[0] for r in rows],
+                    "scores": [r[1] for r in rows],
+                    "unknown_items": unknown,
+                }
+            )
+        )
     else:
         print(f"{'rank':>4}  {'item':<20} score")
         for r, (item, score) in enumerate(rows, 1):
@@ -192,11 +243,20 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from seqrec.tuning import tune
 
     tune(
-        train_path=args.train, fmt=args.format, columns=_columns(args), model_name=args.model,
-        space_path=args.space, base_config=model_config(args.model, args.config, args.set),
-        n_trials=args.trials, timeout=args.timeout, metric=args.metric,
-        valid_days=args.valid_days, valid_fraction=args.valid_fraction, out=args.out,
-        seed=args.seed, progress=not args.quiet,
+        train_path=args.train,
+        fmt=args.format,
+        columns=_columns(args),
+        model_name=args.model,
+        space_path=args.space,
+        base_config=model_config(args.model, args.config, args.set),
+        n_trials=args.trials,
+        timeout=args.timeout,
+        metric=args.metric,
+        valid_days=args.valid_days,
+        valid_fraction=args.valid_fraction,
+        out=args.out,
+        seed=args.seed,
+        progress=not args.quiet,
     )
     return 0
 
@@ -204,8 +264,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from seqrec.pipeline import run_demo
 
-    run_demo(train=args.train, test=args.test, out=args.out, models=args.models,
-             progress=not args.quiet)
+    run_demo(
+        train=args.train, test=args.test, out=args.out, models=args.models, progress=not args.quiet
+    )
     return 0
 
 
@@ -213,7 +274,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
-        prog="seqrec", formatter_class=fmt,
+        prog="seqrec",
+        formatter_class=fmt,
         description="Session-based and sequential recommendation: train, evaluate, recommend.",
     )
     parser.add_argument("--version", action="version", version=f"seqrec {__version__}")
@@ -222,76 +284,145 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("-q", "--quiet", action="store_true",
-                       help="no progress bars or per-epoch logs")
+        p.add_argument(
+            "-q", "--quiet", action="store_true", help="no progress bars or per-epoch logs"
+        )
 
     # train
-    p = sub.add_parser("train", help="train a model and save it to a model directory",
-                       formatter_class=fmt, description=(
-                           "Train a model on an event log and write a model directory (weights, "
-                           "config JSON, item index) atomically.\n\nExample:\n  seqrec train --train "
-                           "data/excerpt/train.tsv --model gru4rec --config configs/gru4rec/"
-                           "excerpt.toml --set n_epochs=3 --out runs/gru4rec"))
-    p.add_argument("--train", required=True, metavar="PATH",
-                   help="training data: an event file (CSV/TSV/Parquet/...) or a 'sessions' "
-                   "directory (its train_sessions.txt is used). User-history formats (s3rec, "
-                   "user-item, recbole, movielens) use leave-one-out: the last item of each "
-                   "history is never trained on, the second-to-last is the validation target")
+    p = sub.add_parser(
+        "train",
+        help="train a model and save it to a model directory",
+        formatter_class=fmt,
+        description=(
+            "Train a model on an event log and write a model directory (weights, "
+            "config JSON, item index) atomically.\n\nExample:\n  seqrec train --train "
+            "data/excerpt/train.tsv --model gru4rec --config configs/gru4rec/"
+            "excerpt.toml --set n_epochs=3 --out runs/gru4rec"
+        ),
+    )
+    p.add_argument(
+        "--train",
+        required=True,
+        metavar="PATH",
+        help="training data: an event file (CSV/TSV/Parquet/...) or a 'sessions' "
+        "directory (its train_sessions.txt is used). User-history formats (s3rec, "
+        "user-item, recbole, movielens) use leave-one-out: the last item of each "
+        "history is never trained on, the second-to-last is the validation target",
+    )
     _add_data_args(p)
-    p.add_argument("--model", required=True, metavar="NAME",
-                   help="model name (see `seqrec models`)")
-    p.add_argument("--config", metavar="FILE.toml",
-                   help="TOML file of model parameters (e.g. configs/gru4rec/rsc15_100k.toml)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override one parameter; VALUE is parsed as TOML (0.2, true, [480]) or "
-                   "else taken as a string (loss=bpr-max). Repeatable")
-    p.add_argument("--valid", metavar="PATH",
-                   help="validation sessions (same format) evaluated after every epoch (next-item "
-                   "recall@20 / mrr@20; used for early stopping when the config sets patience)")
+    p.add_argument(
+        "--model", required=True, metavar="NAME", help="model name (see `seqrec models`)"
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE.toml",
+        help="TOML file of model parameters (e.g. configs/gru4rec/rsc15_100k.toml)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override one parameter; VALUE is parsed as TOML (0.2, true, [480]) or "
+        "else taken as a string (loss=bpr-max). Repeatable",
+    )
+    p.add_argument(
+        "--valid",
+        metavar="PATH",
+        help="validation sessions (same format) evaluated after every epoch (next-item "
+        "recall@20 / mrr@20; used for early stopping when the config sets patience)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="model directory to write")
-    p.add_argument("--checkpoint-dir", metavar="DIR",
-                   help="write a full training checkpoint here after every epoch (atomically)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from the checkpoint in --checkpoint-dir (exactly: same weights "
-                   "as an uninterrupted run on CPU with a fixed seed)")
+    p.add_argument(
+        "--checkpoint-dir",
+        metavar="DIR",
+        help="write a full training checkpoint here after every epoch (atomically)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the checkpoint in --checkpoint-dir (exactly: same weights "
+        "as an uninterrupted run on CPU with a fixed seed)",
+    )
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (overrides the config)")
     common(p)
     p.set_defaults(func=cmd_train)
 
     # evaluate
-    p = sub.add_parser("evaluate", help="evaluate a model with full ranking", formatter_class=fmt,
-                       description=(
-                           "Full-ranking evaluation over the whole catalogue.\n\nProtocols:\n"
-                           "  next-item  every position of each test session is a query (GRU4Rec)\n"
-                           "  samples    explicit prefix->label pairs (SR-GNN test_samples.tsv)\n"
-                           "  last-item  leave-one-out: the last item of each history\n"
-                           "Ties: conservative (rank = #items scoring >= target; default), "
-                           "optimistic (1 + #items scoring > target), average."))
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a model with full ranking",
+        formatter_class=fmt,
+        description=(
+            "Full-ranking evaluation over the whole catalogue.\n\nProtocols:\n"
+            "  next-item  every position of each test session is a query (GRU4Rec)\n"
+            "  samples    explicit prefix->label pairs (SR-GNN test_samples.tsv)\n"
+            "  last-item  leave-one-out: the last item of each history\n"
+            "Ties: conservative (rank = #items scoring >= target; default), "
+            "optimistic (1 + #items scoring > target), average."
+        ),
+    )
     p.add_argument("--model", required=True, metavar="DIR", help="model directory from `train`")
-    p.add_argument("--test", required=True, metavar="PATH",
-                   help="test data: event file, or 'sessions' directory (test_samples.tsv for "
-                   "samples, test_sessions.txt for next-item)")
+    p.add_argument(
+        "--test",
+        required=True,
+        metavar="PATH",
+        help="test data: event file, or 'sessions' directory (test_samples.tsv for "
+        "samples, test_sessions.txt for next-item)",
+    )
     _add_data_args(p)
-    p.add_argument("--protocol", default="auto", choices=PROTOCOLS,
-                   help="evaluation protocol (auto: samples for a sessions directory, last-item "
-                   "for user-history formats, next-item otherwise)")
-    p.add_argument("--k", type=_parse_ks, default=(5, 10, 20), metavar="K1,K2,...",
-                   help="cut-offs for Recall/MRR/NDCG/coverage/popularity (default 5,10,20)")
-    p.add_argument("--ties", default="conservative", choices=TIES,
-                   help="tie policy for items scoring equal to the target (default conservative)")
+    p.add_argument(
+        "--protocol",
+        default="auto",
+        choices=PROTOCOLS,
+        help="evaluation protocol (auto: samples for a sessions directory, last-item "
+        "for user-history formats, next-item otherwise)",
+    )
+    p.add_argument(
+        "--k",
+        type=_parse_ks,
+        default=(5, 10, 20),
+        metavar="K1,K2,...",
+        help="cut-offs for Recall/MRR/NDCG/coverage/popularity (default 5,10,20)",
+    )
+    p.add_argument(
+        "--ties",
+        default="conservative",
+        choices=TIES,
+        help="tie policy for items scoring equal to the target (default conservative)",
+    )
     ex = p.add_mutually_exclusive_group()
-    ex.add_argument("--exclude-history", dest="exclude_history", action="store_true", default=None,
-                    help="never recommend items already in the history (default: on for "
-                    "last-item, off otherwise)")
-    ex.add_argument("--include-history", dest="exclude_history", action="store_false",
-                    help="allow items already in the history")
-    p.add_argument("--unknown", default="drop", choices=["drop", "miss"],
-                   help="targets unknown to the model: drop them (counted as n_unknown_targets; "
-                   "default) or count them as misses")
-    p.add_argument("--batch-size", type=_positive_int, default=512,
-                   help="queries scored at once (bounds memory: batch x n_items floats)")
-    p.add_argument("--json", action="store_true",
-                   help="print exactly one JSON object on stdout (recall@K, mrr@K, ndcg@K, ...)")
+    ex.add_argument(
+        "--exclude-history",
+        dest="exclude_history",
+        action="store_true",
+        default=None,
+        help="never recommend items already in the history (default: on for "
+        "last-item, off otherwise)",
+    )
+    ex.add_argument(
+        "--include-history",
+        dest="exclude_history",
+        action="store_false",
+        help="allow items already in the history",
+    )
+    p.add_argument(
+        "--unknown",
+        default="drop",
+        choices=["drop", "miss"],
+        help="targets unknown to the model: drop them (counted as n_unknown_targets; "
+        "default) or count them as misses",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=512,
+        help="queries scored at once (bounds memory: batch x n_items floats)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print exactly one JSON object on stdout (recall@K, mrr@K, ndcg@K, ...)",
+    )
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto")
     common(p)
     p.set_defaults(func=cmd_evaluate)
@@ -299,13 +430,21 @@ def build_parser() -> argparse.ArgumentParser:
     # recommend
     p = sub.add_parser("recommend", help="top-k items after a sequence of clicks")
     p.add_argument("--model", required=True, metavar="DIR", help="model directory")
-    p.add_argument("--items", required=True, metavar='"I1 I2 ..."',
-                   help="the session so far: external item ids separated by spaces, oldest first")
+    p.add_argument(
+        "--items",
+        required=True,
+        metavar='"I1 I2 ..."',
+        help="the session so far: external item ids separated by spaces, oldest first",
+    )
     p.add_argument("-k", "--k", type=_positive_int, default=10, help="how many items (default 10)")
-    p.add_argument("--exclude-history", action="store_true",
-                   help="do not recommend items already in --items")
-    p.add_argument("--strict", action="store_true",
-                   help="fail on unknown item ids (default: report them and ignore them)")
+    p.add_argument(
+        "--exclude-history", action="store_true", help="do not recommend items already in --items"
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on unknown item ids (default: report them and ignore them)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto")
     p.set_defaults(func=cmd_recommend)
@@ -320,27 +459,51 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_data_stats)
 
     # tune
-    p = sub.add_parser("tune", help="Optuna hyper-parameter search on a validation split",
-                       formatter_class=fmt, description=(
-                           "Search hyper-parameters on a train/validation split carved from the "
-                           "TRAINING data (never the test set) and write the best config as TOML."))
+    p = sub.add_parser(
+        "tune",
+        help="Optuna hyper-parameter search on a validation split",
+        formatter_class=fmt,
+        description=(
+            "Search hyper-parameters on a train/validation split carved from the "
+            "TRAINING data (never the test set) and write the best config as TOML."
+        ),
+    )
     p.add_argument("--train", required=True, metavar="PATH", help="training data (as for train)")
     _add_data_args(p)
-    p.add_argument("--model", default="gru4rec", metavar="NAME", help="model name (default gru4rec)")
-    p.add_argument("--space", required=True, metavar="FILE.toml",
-                   help="parameter space, e.g. configs/gru4rec/space.toml")
+    p.add_argument(
+        "--model", default="gru4rec", metavar="NAME", help="model name (default gru4rec)"
+    )
+    p.add_argument(
+        "--space",
+        required=True,
+        metavar="FILE.toml",
+        help="parameter space, e.g. configs/gru4rec/space.toml",
+    )
     p.add_argument("--config", metavar="FILE.toml", help="base parameters (fixed unless searched)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a base parameter")
     p.add_argument("--trials", type=_positive_int, default=20, help="number of trials (default 20)")
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
-    p.add_argument("--metric", default="mrr@20",
-                   help="validation metric to maximise: recall@K, mrr@K or ndcg@K (default mrr@20)")
-    p.add_argument("--valid-days", type=float, default=None,
-                   help="validation = training sessions starting in the last D days (needs times)")
-    p.add_argument("--valid-fraction", type=float, default=0.1,
-                   help="without times: validation = the last fraction of sessions (default 0.1)")
+    p.add_argument(
+        "--metric",
+        default="mrr@20",
+        help="validation metric to maximise: recall@K, mrr@K or ndcg@K (default mrr@20)",
+    )
+    p.add_argument(
+        "--valid-days",
+        type=float,
+        default=None,
+        help="validation = training sessions starting in the last D days (needs times)",
+    )
+    p.add_argument(
+        "--valid-fraction",
+        type=float,
+        default=0.1,
+        help="without times: validation = the last fraction of sessions (default 0.1)",
+    )
     p.add_argument("--seed", type=int, default=0, help="sampler seed of the search")
-    p.add_argument("--out", required=True, metavar="FILE.toml", help="where to write the best config")
+    p.add_argument(
+        "--out", required=True, metavar="FILE.toml", help="where to write the best config"
+    )
     common(p)
     p.set_defaults(func=cmd_tune)
 
@@ -349,8 +512,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", default="data/excerpt/train.tsv", help="training file")
     p.add_argument("--test", default="data/excerpt/test.tsv", help="test file (next-item protocol)")
     p.add_argument("--out", default="runs/demo", help="directory for the trained models")
-    p.add_argument("--models", default="pop,session-pop,gru4rec",
-                   help="comma-separated models to compare (default pop,session-pop,gru4rec)")
+    p.add_argument(
+        "--models",
+        default="pop,session-pop,gru4rec",
+        help="comma-separated models to compare (default pop,session-pop,gru4rec)",
+    )
     common(p)
     p.set_defaults(func=cmd_demo)
 
@@ -372,14 +538,19 @@ def cmd_models(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.DEBUG if args.verbose else (
-        logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
+    level = (
+        logging.DEBUG
+        if args.verbose
+        else (logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
+    )
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
     try:
         return int(args.func(args) or 0)
     except SeqrecError as exc:
-        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-              file=sys.stderr)
+        print(
+            f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+            file=sys.stderr,
+        )
         return 2
     except FloatingPointError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -123,7 +123,11 @@ def build_config(cls: type[C], values: Mapping[str, Any] | None = None) -> C:
     unknown = [k for k in values if k not in fields]
     if unknown:
         key = unknown[0]
-        hint = f" (did you mean {_closest(key, list(fields))!r}?)" if _closest(key, list(fields)) else ""
+        hint = (
+            f" (did you mean {_closest(key, list(fields))!r}?)"
+            if _closest(key, list(fields))
+            else ""
+        )
         raise ConfigError(
             f"unknown config key {key!r} for {cls.__name__}{hint}; "
             f"valid keys: {', '.join(sorted(fields))}"

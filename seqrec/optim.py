@@ -27,7 +27,8 @@ class RowOptimizer:
         self.params = params
         self.lr = lr
         self.state: dict[str, dict[str, torch.Tensor]] = {
-            name: {s: torch.zeros_like(p.data) for s in self.state_names} for name, p in params.items()
+            name: {s: torch.zeros_like(p.data) for s in self.state_names}
+            for name, p in params.items()
         }
         self.t = 0
 
@@ -57,7 +58,9 @@ class RowOptimizer:
         """Update rows ``rows`` (unique indices) of parameter ``name`` with ``grad``."""
         self._update(name, self.params[name].data, grad, rows)
 
-    def _update(self, name: str, p: torch.Tensor, g: torch.Tensor, rows: torch.Tensor | None) -> None:
+    def _update(
+        self, name: str, p: torch.Tensor, g: torch.Tensor, rows: torch.Tensor | None
+    ) -> None:
         raise NotImplementedError
 
 
@@ -71,7 +74,9 @@ class AdagradM(RowOptimizer):
         self.momentum = momentum
         self.eps = eps
 
-    def _update(self, name: str, p: torch.Tensor, g: torch.Tensor, rows: torch.Tensor | None) -> None:
+    def _update(
+        self, name: str, p: torch.Tensor, g: torch.Tensor, rows: torch.Tensor | None
+    ) -> None:
         st = self.state[name]
         if rows is None:
             acc = st["acc"]
@@ -109,7 +114,9 @@ class RowAdam(RowOptimizer):
         self.b1, self.b2 = betas
         self.eps = eps
 
-    def _update(self, name: str, p: torch.Tensor, g: torch.Tensor, rows: torch.Tensor | None) -> None:
+    def _update(
+        self, name: str, p: torch.Tensor, g: torch.Tensor, rows: torch.Tensor | None
+    ) -> None:
         st = self.state[name]
         c1 = 1 - self.b1**self.t
         c2 = 1 - self.b2**self.t

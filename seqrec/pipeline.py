@@ -44,14 +44,17 @@ def fit_model(
     if valid_path is not None:
         from seqrec.data.loading import load_test_data
 
-        valid, report = load_test_data(valid_path, valid_format, data.item_index, "next-item")
+        valid, _report = load_test_data(valid_path, valid_format, data.item_index, "next-item")
         if isinstance(valid, SessionLog):
             valid, _ = valid.drop_unknown()
             valid = valid.drop_short(2)
     kwargs: dict[str, Any] = {"item_index": data.item_index}
     params = inspect.signature(model.fit).parameters
-    for name, value in (("checkpoint_dir", checkpoint_dir), ("resume", resume),
-                        ("progress", progress)):
+    for name, value in (
+        ("checkpoint_dir", checkpoint_dir),
+        ("resume", resume),
+        ("progress", progress),
+    ):
         if name in params:
             kwargs[name] = value
     return model.fit(data.train, valid, **kwargs)
@@ -78,8 +81,9 @@ def data_stats(path: str | Path, fmt: str = "auto", columns: Any = None) -> str:
         lines.append(f"  time span {t0:%Y-%m-%d %H:%M} -> {t1:%Y-%m-%d %H:%M} UTC")
     if log.event_types is not None and log.event_type_names:
         counts = np.bincount(log.event_types.astype(np.int64), minlength=len(log.event_type_names))
-        lines.append("  event types " + ", ".join(
-            f"{n} {c:,}" for n, c in zip(log.event_type_names, counts)))
+        lines.append(
+            "  event types " + ", ".join(f"{n} {c:,}" for n, c in zip(log.event_type_names, counts))
+        )
     if len(lengths):
         q = np.percentile(lengths, [50, 90, 99])
         lines.append(
@@ -93,8 +97,10 @@ def data_stats(path: str | Path, fmt: str = "auto", columns: Any = None) -> str:
         lines.append("  length distribution  " + ", ".join(parts))
     counts = log.item_counts(len(index))
     if len(counts):
-        lines.append(f"  item support: min {counts.min()}, median {np.median(counts):.0f}, "
-                     f"max {counts.max()}")
+        lines.append(
+            f"  item support: min {counts.min()}, median {np.median(counts):.0f}, "
+            f"max {counts.max()}"
+        )
     text = str(report).strip()
     if text:
         lines.append(text)
@@ -115,8 +121,11 @@ def run_demo(
     from seqrec.models import get_model_class
 
     data = load_training_data(train, "auto")
-    print(f"demo data: {train} ({data.train.n_events:,} events, {data.train.n_sessions:,} sessions, "
-          f"{len(data.item_index):,} items); test: {test}", file=sys.stderr)
+    print(
+        f"demo data: {train} ({data.train.n_events:,} events, {data.train.n_sessions:,} sessions, "
+        f"{len(data.item_index):,} items); test: {test}",
+        file=sys.stderr,
+    )
     rows = []
     for name in [m.strip() for m in models.split(",") if m.strip()]:
         cls = get_model_class(name)
@@ -129,22 +138,36 @@ def run_demo(
         fit_s = time.perf_counter() - t0
         model.save(Path(out) / name)
         test_data, _ = load_test_data(test, "auto", model.item_index_, "next-item")
-        res = evaluate(model, test_data, protocol="next-item", ks=(5, 10, 20),
-                       item_popularity=model.item_support_)
+        res = evaluate(
+            model,
+            test_data,
+            protocol="next-item",
+            ks=(5, 10, 20),
+            item_popularity=model.item_support_,
+        )
         res.update(model=name, train_seconds=fit_s)
         rows.append(res)
     print()
-    print(f"next-item protocol, full ranking over {len(data.item_index):,} items, conservative ties, "
-          f"{rows[0]['n_queries']:,} test queries" if rows else "no models")
-    head = f"{'model':<13} {'R@5':>7} {'R@10':>7} {'R@20':>7} {'MRR@20':>7} {'NDCG@20':>8} " \
-           f"{'Cov@20':>7} {'train s':>8}"
+    print(
+        f"next-item protocol, full ranking over {len(data.item_index):,} items, conservative ties, "
+        f"{rows[0]['n_queries']:,} test queries"
+        if rows
+        else "no models"
+    )
+    head = (
+        f"{'model':<13} {'R@5':>7} {'R@10':>7} {'R@20':>7} {'MRR@20':>7} {'NDCG@20':>8} "
+        f"{'Cov@20':>7} {'train s':>8}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['model']:<13} {r['recall@5']:>7.4f} {r['recall@10']:>7.4f} {r['recall@20']:>7.4f} "
-              f"{r['mrr@20']:>7.4f} {r['ndcg@20']:>8.4f} {r['coverage@20']:>7.4f} "
-              f"{r['train_seconds']:>8.1f}")
+        print(
+            f"{r['model']:<13} {r['recall@5']:>7.4f} {r['recall@10']:>7.4f} {r['recall@20']:>7.4f} "
+            f"{r['mrr@20']:>7.4f} {r['ndcg@20']:>8.4f} {r['coverage@20']:>7.4f} "
+            f"{r['train_seconds']:>8.1f}"
+        )
     if rows:
-        print(f"\nmodels saved under {out}/; try:\n  seqrec recommend --model {out}/{rows[-1]['model']} "
-              f"--items \"<item ids from {train}>\"")
+        example = " ".join(model.item_index_.decode(test_data.session(0)[:2]))
+        print(f"\nmodels saved under {out}/; try:")
+        print(f'  seqrec recommend --model {out}/{rows[-1]["model"]} --items "{example}"')
     return rows

@@ -128,16 +128,16 @@ def run_training(task: TrainTask, opts: LoopOptions) -> list[EpochResult]:
         loss_sum: torch.Tensor | float = 0.0
         n_ev = 0
         pending = 0
-        steps = 0
-        for batch in task.batches(epoch):
+        for steps, batch in enumerate(task.batches(epoch), 1):
             loss, n = task.train_step(batch)
             loss_sum = loss_sum + loss.detach().double() * n  # stays on device: no sync
             n_ev += n
             pending += n
-            steps += 1
             if opts.progress and steps % 50 == 0:
                 el = time.perf_counter() - t0
-                bar.set_postfix(loss=f"{float(loss_sum) / max(n_ev, 1):.4f}", ev_s=f"{n_ev / el:,.0f}")
+                bar.set_postfix(
+                    loss=f"{float(loss_sum) / max(n_ev, 1):.4f}", ev_s=f"{n_ev / el:,.0f}"
+                )
                 bar.update(pending)
                 pending = 0
         bar.update(pending)
@@ -146,10 +146,13 @@ def run_training(task: TrainTask, opts: LoopOptions) -> list[EpochResult]:
         mean_loss = float(loss_sum) / max(n_ev, 1)
         if not math.isfinite(mean_loss):
             raise FloatingPointError(
-                f"training diverged in epoch {epoch + 1} (loss {mean_loss}); lower the learning rate"
+                f"training diverged in epoch {epoch + 1} (loss {mean_loss}); "
+                "lower the learning rate"
             )
         metrics = task.validate() or {}
-        res = EpochResult(epoch=epoch, loss=mean_loss, events=n_ev, seconds=seconds, metrics=metrics)
+        res = EpochResult(
+            epoch=epoch, loss=mean_loss, events=n_ev, seconds=seconds, metrics=metrics
+        )
         history.append(res)
         msg = (
             f"epoch {epoch + 1}/{opts.n_epochs}: loss {mean_loss:.4f}, {n_ev:,} events in "
@@ -174,11 +177,19 @@ def run_training(task: TrainTask, opts: LoopOptions) -> list[EpochResult]:
             save_checkpoint(
                 ckdir,
                 task.state_dict(),
-                {"epoch": epoch, "bad_epochs": bad_epochs, "history": [h.__dict__ for h in history]},
+                {
+                    "epoch": epoch,
+                    "bad_epochs": bad_epochs,
+                    "history": [h.__dict__ for h in history],
+                },
             )
         if stop:
-            log.info("early stopping after epoch %d (no %s gain for %d epochs)", epoch + 1,
-                     opts.monitor, opts.patience)
+            log.info(
+                "early stopping after epoch %d (no %s gain for %d epochs)",
+                epoch + 1,
+                opts.monitor,
+                opts.patience,
+            )
             break
     if best is not None:
         task.load_state_dict(best[1])

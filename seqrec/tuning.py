@@ -72,11 +72,17 @@ def suggest(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
     for name, spec in space.items():
         kind = spec["type"]
         if kind == "float":
-            out[name] = trial.suggest_float(name, spec["low"], spec["high"], log=spec.get("log", False),
-                                            step=spec.get("step"))
+            out[name] = trial.suggest_float(
+                name, spec["low"], spec["high"], log=spec.get("log", False), step=spec.get("step")
+            )
         elif kind == "int":
-            out[name] = trial.suggest_int(name, spec["low"], spec["high"], log=spec.get("log", False),
-                                          step=spec.get("step", 1))
+            out[name] = trial.suggest_int(
+                name,
+                spec["low"],
+                spec["high"],
+                log=spec.get("log", False),
+                step=spec.get("step", 1),
+            )
         else:
             # Optuna choices must be scalars: encode lists as JSON strings
             enc = [json.dumps(c) for c in spec["choices"]]
@@ -92,12 +98,14 @@ def carve_validation(
 
     if valid_days is not None:
         if train.times is None:
-            raise ConfigError("--valid-days needs timestamps; this data has none (use --valid-fraction)")
+            raise ConfigError(
+                "--valid-days needs timestamps; this data has none (use --valid-fraction)"
+            )
         tr, va, _ = time_split(train, valid_days)
         return tr, va
     if not 0 < valid_fraction < 1:
         raise ConfigError("--valid-fraction must be in (0, 1)")
-    n_valid = max(1, int(round(train.n_sessions * valid_fraction)))
+    n_valid = max(1, round(train.n_sessions * valid_fraction))
     tr = train.select_sessions(np.arange(train.n_sessions - n_valid))
     va = train.select_sessions(np.arange(train.n_sessions - n_valid, train.n_sessions))
     seen = np.zeros(int(train.items.max()) + 1, dtype=bool)
@@ -166,9 +174,11 @@ def tune(
     k = metric.split("@")[-1]
     if not k.isdigit() or metric.split("@")[0] not in ("recall", "mrr", "ndcg"):
         raise ConfigError(f"--metric must look like recall@20, mrr@20 or ndcg@20, got {metric!r}")
-    print(f"tuning {model_name}: {tr.n_events:,} train events, validation ({protocol}) "
-          f"{va.n_events if isinstance(va, SessionLog) else len(va):,}; metric {metric}",
-          file=sys.stderr)
+    print(
+        f"tuning {model_name}: {tr.n_events:,} train events, validation ({protocol}) "
+        f"{va.n_events if isinstance(va, SessionLog) else len(va):,}; metric {metric}",
+        file=sys.stderr,
+    )
 
     trials_log: list[dict[str, Any]] = []
 
@@ -187,16 +197,21 @@ def tune(
             return 0.0
         res = evaluate(model, va, protocol=protocol, ks=(int(k),))
         value = float(res[metric])
-        rec = {"trial": trial.number, "value": value, "seconds": round(time.perf_counter() - t0, 1),
-               "params": suggest_repr(params, space)}
+        rec = {
+            "trial": trial.number,
+            "value": value,
+            "seconds": round(time.perf_counter() - t0, 1),
+            "params": suggest_repr(params, space),
+        }
         trials_log.append(rec)
-        print(f"trial {trial.number}: {metric} {value:.4f} ({rec['seconds']}s) {rec['params']}",
-              file=sys.stderr)
+        print(
+            f"trial {trial.number}: {metric} {value:.4f} ({rec['seconds']}s) {rec['params']}",
+            file=sys.stderr,
+        )
         return value
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize",
-                                sampler=optuna.samplers.TPESampler(seed=seed))
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     study.optimize(objective, n_trials=n_trials, timeout=timeout, show_progress_bar=False)
     done = [t for t in study.trials if t.value is not None]
     if not done:
@@ -209,8 +224,9 @@ def tune(
         f"best validation {metric} = {study.best_value:.4f} after {len(done)} trials"
     )
     atomic_write_bytes(out, to_toml(best, header).encode())
-    atomic_write_bytes(str(out) + ".trials.jsonl",
-                       "".join(json.dumps(t) + "\n" for t in trials_log).encode())
+    atomic_write_bytes(
+        str(out) + ".trials.jsonl", "".join(json.dumps(t) + "\n" for t in trials_log).encode()
+    )
     print(f"best {metric} {study.best_value:.4f}: wrote {out}")
     return best
 

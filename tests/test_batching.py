@@ -1,5 +1,7 @@
 """Session-parallel batching invariants."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -12,7 +14,10 @@ def _check_plan(log: SessionLog, batch_size: int, order=None) -> None:
     order = np.arange(log.n_sessions) if order is None else order
     # every (input, target) pair of every session appears exactly once, in order, per slot
     expected = [
-        (int(s[j]), int(s[j + 1])) for k in order for s in [log.session(k)] for j in range(len(s) - 1)
+        (int(s[j]), int(s[j + 1]))
+        for k in order
+        for s in [log.session(k)]
+        for j in range(len(s) - 1)
     ]
     assert plan.n_pairs == len(expected)
     got = []
@@ -20,12 +25,18 @@ def _check_plan(log: SessionLog, batch_size: int, order=None) -> None:
         seq = []
         for t in range(plan.n_steps):
             if plan.targets[t, slot] >= 0:
-                seq.append((t, int(plan.inputs[t, slot]), int(plan.targets[t, slot]),
-                            bool(plan.resets[t, slot])))
+                seq.append(
+                    (
+                        t,
+                        int(plan.inputs[t, slot]),
+                        int(plan.targets[t, slot]),
+                        bool(plan.resets[t, slot]),
+                    )
+                )
         got.extend((i, o) for _, i, o, _ in seq)
         # a slot resets exactly when a new session starts in it: consecutive pairs of one
         # session chain (target of step t == input of step t+1) and do not reset
-        for (t0, _, o0, _), (t1, i1, _, r1) in zip(seq, seq[1:]):
+        for (t0, _, o0, _), (t1, i1, _, r1) in itertools.pairwise(seq):
             assert t1 == t0 + 1, "a slot never idles before its last session"
             if not r1:
                 assert i1 == o0

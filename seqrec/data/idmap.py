@@ -60,9 +60,7 @@ class ItemIndex:
     def encode(self, external_ids: Iterable[object]) -> np.ndarray:
         """Dense ids of ``external_ids``; ids not in the index become ``UNKNOWN`` (-1)."""
         get = self._pos.get
-        return np.fromiter(
-            (get(str(x), UNKNOWN) for x in external_ids), dtype=np.int32
-        )
+        return np.fromiter((get(str(x), UNKNOWN) for x in external_ids), dtype=np.int32)
 
     def encode_strict(self, external_ids: Iterable[object]) -> np.ndarray:
         """Dense ids of ``external_ids``; raises UnknownItemError naming unknown ids."""
@@ -72,7 +70,9 @@ class ItemIndex:
         if bad:
             shown = ", ".join(repr(b) for b in bad[:5])
             more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-            raise UnknownItemError(f"unknown item id(s) {shown}{more} (not in the model's catalogue)")
+            raise UnknownItemError(
+                f"unknown item id(s) {shown}{more} (not in the model's catalogue)"
+            )
         return dense
 
     def decode(self, dense_ids: Sequence[int] | np.ndarray) -> list[str]:

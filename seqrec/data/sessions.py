@@ -102,7 +102,11 @@ class SessionLog:
         )
         t = None
         if times is not None:
-            t = np.concatenate([np.asarray(x, dtype=np.float64) for x in times]) if len(times) else np.zeros(0)
+            t = (
+                np.concatenate([np.asarray(x, dtype=np.float64) for x in times])
+                if len(times)
+                else np.zeros(0)
+            )
         return cls(offsets=offsets, items=items, times=t)
 
     def to_sequences(self) -> list[np.ndarray]:

@@ -21,7 +21,9 @@ def get_model_class(name: str) -> type[Recommender]:
     try:
         return MODELS[name]
     except KeyError:
-        raise ConfigError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}") from None
+        raise ConfigError(
+            f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}"
+        ) from None
 
 
 def load_model(path: str | Path, device: str | None = None) -> Recommender:

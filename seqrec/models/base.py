@@ -100,7 +100,11 @@ class Recommender:
 
     # ------------------------------------------------------------------ API
     def fit(
-        self, train: SessionLog, valid: SessionLog | None = None, *, item_index: ItemIndex | None = None
+        self,
+        train: SessionLog,
+        valid: SessionLog | None = None,
+        *,
+        item_index: ItemIndex | None = None,
     ) -> Recommender:
         raise NotImplementedError
 
@@ -218,7 +222,9 @@ class Recommender:
             model._set_weights(tensors)
         except (KeyError, RuntimeError, ValueError) as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ModelFileError(f"{p}: weights do not match the {cls.name} config ({msg})") from None
+            raise ModelFileError(
+                f"{p}: weights do not match the {cls.name} config ({msg})"
+            ) from None
         return model
 
 
@@ -234,13 +240,18 @@ def mask_scores(
     if histories is not None:
         rows, cols = history_coords(histories)
         if len(rows):
-            scores[torch.as_tensor(rows, device=scores.device), torch.as_tensor(cols, device=scores.device)] = -torch.inf
+            scores[
+                torch.as_tensor(rows, device=scores.device),
+                torch.as_tensor(cols, device=scores.device),
+            ] = -torch.inf
     if allow is not None:
         keep = torch.zeros(scores.shape[1], dtype=torch.bool, device=scores.device)
         keep[torch.as_tensor(np.asarray(allow, dtype=np.int64), device=scores.device)] = True
         scores[:, ~keep] = -torch.inf
     if deny is not None and len(deny):
-        scores[:, torch.as_tensor(np.asarray(deny, dtype=np.int64), device=scores.device)] = -torch.inf
+        scores[
+            :, torch.as_tensor(np.asarray(deny, dtype=np.int64), device=scores.device)
+        ] = -torch.inf
     return scores
 
 

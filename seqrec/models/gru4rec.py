@@ -85,8 +85,10 @@ class GRU4RecConfig:
         if self.embedding < 0:
             bad("embedding must be >= 0")
         if self.embedding > 0 and self.constrained_embedding:
-            bad("embedding > 0 conflicts with constrained_embedding = true "
-                "(set constrained_embedding = false to learn a separate embedding)")
+            bad(
+                "embedding > 0 conflicts with constrained_embedding = true "
+                "(set constrained_embedding = false to learn a separate embedding)"
+            )
         for name in ("dropout_p_embed", "dropout_p_hidden"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 bad(f"{name} must be in [0, 1)")
@@ -155,15 +157,19 @@ class GRU4RecNet(nn.Module):
             prev = h
         per = 2 if cfg.cell == "lstm" else 1
         self.state_size = sum(h * per for h in self.layers)
-        self.row_params = ["Wy", "By"] + (["E"] if self.input_mode == "embedding" else []) + (
-            ["Wx.0"] if self.input_mode == "onehot" else []
+        self.row_params = (
+            ["Wy", "By"]
+            + (["E"] if self.input_mode == "embedding" else [])
+            + (["Wx.0"] if self.input_mode == "onehot" else [])
         )
 
     def input_table(self) -> torch.Tensor:
         """The table whose rows are the per-item input to the first layer."""
-        return {"embedding": getattr(self, "E", None), "constrained": self.Wy, "onehot": self.Wx[0]}[
-            self.input_mode
-        ]
+        return {
+            "embedding": getattr(self, "E", None),
+            "constrained": self.Wy,
+            "onehot": self.Wx[0],
+        }[self.input_mode]
 
     def recur(
         self, state: torch.Tensor, x: torch.Tensor, p_embed: float, p_hidden: float, train: bool
@@ -223,7 +229,11 @@ class _Task:
         self.valid = valid
         counts = train.item_counts(model.n_items_)
         self.sampler = PopularitySampler(
-            counts, cfg.sample_alpha, cfg.n_sample, cache_size=cfg.sample_cache, seed=cfg.seed,
+            counts,
+            cfg.sample_alpha,
+            cfg.n_sample,
+            cache_size=cfg.sample_cache,
+            seed=cfg.seed,
             device=self.device,
         )
         self.log_q = self.sampler.log_prob.to(self.device) if cfg.logq > 0 else None
@@ -255,7 +265,9 @@ class _Task:
     def n_events(self, epoch: int) -> int:
         return self.plan(epoch).n_pairs
 
-    def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]]:
+    def batches(
+        self, epoch: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]]:
         plan = self.plan(epoch)
         self.net.train()
         dev = self.device
@@ -343,8 +355,13 @@ class _Task:
             return None
         from seqrec.evaluation import evaluate
 
-        res = evaluate(self.model, self.valid, protocol="next-item", ks=(20,),
-                       batch_size=self.cfg.eval_batch_size)
+        res = evaluate(
+            self.model,
+            self.valid,
+            protocol="next-item",
+            ks=(20,),
+            batch_size=self.cfg.eval_batch_size,
+        )
         self.net.train()
         return {"recall@20": float(res["recall@20"]), "mrr@20": float(res["mrr@20"])}
 
@@ -360,7 +377,7 @@ class _Task:
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         def part(prefix: str) -> dict[str, Any]:
-            return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
         self.net.load_state_dict({k: v.to(self.device) for k, v in part("net.").items()})
         self.opt.load_state_dict({k: v.to(self.device) for k, v in part("opt.").items()})
@@ -400,8 +417,12 @@ class GRU4Rec(Recommender):
         self.history_ = run_training(
             task,
             LoopOptions(
-                n_epochs=cfg.n_epochs, checkpoint_dir=checkpoint_dir, resume=resume,
-                patience=cfg.patience, progress=progress, desc="gru4rec",
+                n_epochs=cfg.n_epochs,
+                checkpoint_dir=checkpoint_dir,
+                resume=resume,
+                patience=cfg.patience,
+                progress=progress,
+                desc="gru4rec",
             ),
         )
         self.net_.eval()
@@ -417,7 +438,9 @@ class GRU4Rec(Recommender):
         return torch.zeros(1, batch_size, self.net_.state_size, device=self.device_)  # (1, B, S)
 
     @torch.no_grad()
-    def _advance(self, state: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _advance(
+        self, state: torch.Tensor, items: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """state (B, S), items (B,) -> (new state (B, S), last-layer output (B, H))."""
         x = self.net_.input_table().index_select(0, items)
         return self.net_.recur(state, x, 0.0, 0.0, False)
@@ -482,5 +505,7 @@ class GRU4Rec(Recommender):
         except RuntimeError as exc:
             from seqrec.errors import ModelFileError
 
-            raise ModelFileError(f"weights do not match the gru4rec config: {exc}".splitlines()[0]) from None
+            raise ModelFileError(
+                f"weights do not match the gru4rec config: {exc}".splitlines()[0]
+            ) from None
         self.net_.eval()

@@ -35,7 +35,11 @@ class Pop(Recommender):
     Config = PopConfig
 
     def fit(
-        self, train: SessionLog, valid: SessionLog | None = None, *, item_index: ItemIndex | None = None
+        self,
+        train: SessionLog,
+        valid: SessionLog | None = None,
+        *,
+        item_index: ItemIndex | None = None,
     ) -> Pop:
         self._begin_fit(train, item_index)
         counts = _support(train, self.n_items_, self.config.support)

@@ -17,8 +17,14 @@ from seqrec.models.base import is_recurrent
 CONFIGS = {
     "pop": {},
     "session-pop": {},
-    "gru4rec": {"layers": [16], "n_epochs": 2, "batch_size": 4, "n_sample": 8,
-                "sample_cache": 100, "learning_rate": 0.1},
+    "gru4rec": {
+        "layers": [16],
+        "n_epochs": 2,
+        "batch_size": 4,
+        "n_sample": 8,
+        "sample_cache": 100,
+        "learning_rate": 0.1,
+    },
 }
 
 
@@ -40,7 +46,12 @@ def fitted(request, log):
     return model.fit(log, item_index=index, **kwargs)
 
 
-HISTORIES = [np.array([1, 2, 3]), np.array([5]), np.array([], dtype=np.int64), np.array([7, 7, 2, 9])]
+HISTORIES = [
+    np.array([1, 2, 3]),
+    np.array([5]),
+    np.array([], dtype=np.int64),
+    np.array([7, 7, 2, 9]),
+]
 
 
 def test_fit_returns_self_and_learns_catalogue(fitted):
@@ -85,7 +96,11 @@ def test_recommend_exclude_allow_deny(fitted):
 
 def test_save_load_identical_scores(fitted, tmp_path):
     path = fitted.save(tmp_path / "m")
-    assert sorted(p.name for p in path.iterdir()) == ["config.json", "items.json", "weights.safetensors"]
+    assert sorted(p.name for p in path.iterdir()) == [
+        "config.json",
+        "items.json",
+        "weights.safetensors",
+    ]
     loaded = load_model(path)
     assert type(loaded) is type(fitted)
     assert loaded.item_index_ == fitted.item_index_

@@ -10,8 +10,14 @@ from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError
 from seqrec.models.gru4rec import GRU4Rec
 
-SMALL = {"layers": [16], "batch_size": 8, "n_sample": 16, "sample_cache": 1000,
-         "learning_rate": 0.1, "n_epochs": 1}
+SMALL = {
+    "layers": [16],
+    "batch_size": 8,
+    "n_sample": 16,
+    "sample_cache": 1000,
+    "learning_rate": 0.1,
+    "n_epochs": 1,
+}
 
 
 def chain_log(n_sessions: int = 120, n_items: int = 20, seed: int = 0) -> SessionLog:
@@ -33,14 +39,23 @@ def fit(cfg: dict, log: SessionLog = LOG, **kw) -> GRU4Rec:
 
 
 OPTIONS = [
-    {"cell": "gru"}, {"cell": "lstm"}, {"cell": "rnn"},
-    {"loss": "cross-entropy", "logq": 1.0}, {"loss": "bpr-max", "bpreg": 0.5, "elu_param": 1.0},
-    {"loss": "top1-max"}, {"loss": "bpr"}, {"loss": "top1"},
+    {"cell": "gru"},
+    {"cell": "lstm"},
+    {"cell": "rnn"},
+    {"loss": "cross-entropy", "logq": 1.0},
+    {"loss": "bpr-max", "bpreg": 0.5, "elu_param": 1.0},
+    {"loss": "top1-max"},
+    {"loss": "bpr"},
+    {"loss": "top1"},
     {"constrained_embedding": False, "embedding": 0},
     {"constrained_embedding": False, "embedding": 8},
     {"layers": [16, 12], "dropout_p_hidden": 0.3, "dropout_p_embed": 0.2},
-    {"optimizer": "adam", "learning_rate": 0.01}, {"momentum": 0.5},
-    {"n_sample": 0}, {"sample_alpha": 0.0}, {"shuffle": True}, {"mask_false_negatives": True},
+    {"optimizer": "adam", "learning_rate": 0.01},
+    {"momentum": 0.5},
+    {"n_sample": 0},
+    {"sample_alpha": 0.0},
+    {"shuffle": True},
+    {"mask_false_negatives": True},
     {"cell": "lstm", "layers": [8, 8], "constrained_embedding": False, "embedding": 4},
 ]
 
@@ -114,8 +129,16 @@ def test_validation_and_early_stopping():
 
 @pytest.mark.parametrize(
     "bad",
-    [{"layers": []}, {"dropout_p_hidden": 1.0}, {"embedding": 8}, {"learning_rate": 0},
-     {"loss": "hinge"}, {"cell": "transformer"}, {"n_sample": -1}, {"momentum": 1.5}],
+    [
+        {"layers": []},
+        {"dropout_p_hidden": 1.0},
+        {"embedding": 8},
+        {"learning_rate": 0},
+        {"loss": "hinge"},
+        {"cell": "transformer"},
+        {"n_sample": -1},
+        {"momentum": 1.5},
+    ],
 )
 def test_bad_configs_are_clear_errors(bad):
     with pytest.raises(ConfigError) as exc:

@@ -1,0 +1,620 @@
+"""Read event logs (CSV, TSV, Parquet, pandas / polars DataFrames) into a SessionLog.
+
+The flow is ``read_table`` (I/O, one-line :class:`~seqrec.errors.DataError` on any bad
+input) -> ``table_events`` (validate the session / item / time / user / event-type
+columns, factorise ids) -> ``build_log`` (sort, map items, CSR). All three are
+vectorised (pyarrow / numpy), so tens of millions of events are fine.
+
+Conventions:
+
+* Item ids and session ids are external ids, kept as strings.
+* Times are unix seconds (float). A time column may hold numbers or ISO-8601 strings
+  (``2014-04-06T20:21:58.444Z``; no zone means UTC), or be a timestamp column.
+* Without a session column, each user's history is one session (sequential
+  recommendation), unless ``session_gap`` splits it at inactivity gaps.
+* Sessions are ordered by start time (ties keep file order); events inside a session
+  by time (stable). Without times, file order is kept.
+* Error locations: ``file line N`` for text files (1-based, counting the header),
+  ``file row N`` (1-based) for Parquet files and DataFrames.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from seqrec.data.idmap import UNKNOWN, ItemIndex
+from seqrec.data.preprocess import sessionize
+from seqrec.data.report import DataReport
+from seqrec.data.sessions import SessionLog
+from seqrec.errors import DataError
+
+ALIASES: dict[str, tuple[str, ...]] = {
+    "session": ("SessionId", "session_id", "sessionId", "session"),
+    "item": ("ItemId", "item_id", "itemId", "item", "movieId", "product_id"),
+    "time": ("Time", "timestamp", "Timestamp", "time", "ts"),
+    "user": ("UserId", "user_id", "userId", "user", "visitorid"),
+    "event_type": ("event_type", "event", "behavior", "type"),
+}
+ROLES = tuple(ALIASES)
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Column names of the roles; ``None`` means auto-detect from :data:`ALIASES`."""
+
+    session: str | None = None
+    item: str | None = None
+    time: str | None = None
+    user: str | None = None
+    event_type: str | None = None
+
+    def resolve(self, names: Sequence[str], source: str) -> dict[str, str]:
+        """Map each role to a column of ``names``; errors name the file and columns."""
+        names = list(names)
+        shown = ", ".join(names)
+        out: dict[str, str] = {}
+        for role in ROLES:
+            given = getattr(self, role)
+            if given is not None:
+                if given not in names:
+                    raise DataError(f"{source}: column {given!r} not found (columns: {shown})")
+                out[role] = given
+                continue
+            lower = {n.lower(): n for n in reversed(names)}
+            for alias in ALIASES[role]:
+                if alias in names or alias.lower() in lower:
+                    out[role] = alias if alias in names else lower[alias.lower()]
+                    break
+        if "item" not in out:
+            raise DataError(
+                f"{source}: no item column found (looked for {', '.join(ALIASES['item'])}; "
+                f"columns: {shown}); name it with --item-col"
+            )
+        if "session" not in out and "user" not in out:
+            raise DataError(
+                f"{source}: no session or user column found (looked for "
+                f"{', '.join(ALIASES['session'] + ALIASES['user'])}; columns: {shown})"
+            )
+        used = list(out.values())
+        dup = next((c for c in used if used.count(c) > 1), None)
+        if dup is not None:
+            roles = [r for r, c in out.items() if c == dup]
+            raise DataError(f"{source}: column {dup!r} is used for {' and '.join(roles)}")
+        return out
+
+
+# ----------------------------------------------------------------------------- sources
+@dataclass
+class Table:
+    """A raw table plus where it came from (for error messages)."""
+
+    data: pa.Table
+    name: str  # the file (as given) or "DataFrame"
+    roles: dict[str, str]  # role -> column name
+    path: Path | None = None  # text file: line numbers are computed from it
+    delimiter: str = ","
+    header: bool = True
+
+    def where(self, row: int) -> str:
+        """``"name line N"`` (text files) or ``"name row N"`` of 0-based data row ``row``."""
+        if self.path is None:
+            return f"{self.name} row {row + 1}"
+        return f"{self.name} line {_line_of_row(self.path, row, self.delimiter, self.header)}"
+
+    def column(self, role: str) -> pa.ChunkedArray | None:
+        name = self.roles.get(role)
+        return None if name is None else self.data.column(name)
+
+
+def _line_of_row(path: Path, row: int, delimiter: str, header: bool) -> int:
+    """1-based line number of 0-based data row ``row`` (blank lines are skipped)."""
+    target = row + int(header)
+    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+        k = 0
+        reader = csv.reader(fh, delimiter=delimiter)
+        for fields in reader:
+            if not fields:
+                continue
+            if k == target:
+                return reader.line_num
+            k += 1
+    return target + 1  # not reached for rows that exist
+
+
+def check_file(path: str | Path) -> Path:
+    """The path as a Path; DataError if it does not exist, is not a file or is empty."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{path}: no such file or directory")
+    if p.is_dir():
+        raise DataError(f"{path}: is a directory, expected a file")
+    if p.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty")
+    return p
+
+
+def sniff_delimiter(first_line: str, default: str) -> str:
+    """The most frequent of tab, comma, semicolon, pipe in a header line (else ``default``)."""
+    counts = {d: first_line.count(d) for d in ("\t", ",", ";", "|")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] > 0 else default
+
+
+def first_row(path: Path, delimiter: str) -> list[str]:
+    """The first non-blank row of a text file, split by ``delimiter``."""
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as fh:
+        for fields in csv.reader(fh, delimiter=delimiter):
+            if fields:
+                return fields
+    raise DataError(f"{path}: file is empty")
+
+
+def _bad_field_count(path: Path, delimiter: str, n_fields: int) -> tuple[int, int] | None:
+    """(line number, field count) of the first non-blank line without ``n_fields`` fields."""
+    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+        reader = csv.reader(fh, delimiter=delimiter)
+        try:
+            for fields in reader:
+                if fields and len(fields) != n_fields:
+                    return reader.line_num, len(fields)
+        except csv.Error as exc:
+            raise DataError(f"{path} line {reader.line_num}: {exc}") from None
+    return None
+
+
+def read_text_table(
+    path: str | Path,
+    columns: Columns | None = None,
+    *,
+    delimiter: str | None = None,
+    names: Sequence[str] | None = None,
+    header: bool = True,
+) -> Table:
+    """Read a delimited text file with every needed column as strings.
+
+    ``names`` renames the columns (the header line, if ``header``, is then skipped);
+    a headerless file (``header=False``) needs ``names``. ``delimiter`` defaults to the
+    one sniffed from the first line (tab for ``.tsv``/``.txt``, comma otherwise).
+    """
+    import pyarrow.csv as pcsv
+
+    p = check_file(path)
+    if delimiter is None:
+        with p.open(encoding="utf-8-sig", errors="replace") as fh:
+            line = next((ln for ln in fh if ln.strip()), "")
+        default = "\t" if p.suffix.lower() in (".tsv", ".txt") else ","
+        delimiter = sniff_delimiter(line, default)
+    first = first_row(p, delimiter)
+    if not header and names is None:
+        raise DataError(f"{path}: a file without header needs column names")
+    all_names = [h.strip() for h in first] if names is None else list(names)
+    if len(first) != len(all_names):
+        raise DataError(f"{path} line 1: expected {len(all_names)} fields, got {len(first)}")
+    raw_header = [h.strip() for h in first] if header else None
+    roles = (columns or Columns()).resolve(all_names, str(path))
+    needed = list(dict.fromkeys(roles.values()))
+    # name the columns ourselves (header cells stripped of spaces / BOM)
+    read_opts = pcsv.ReadOptions(column_names=all_names, skip_rows=_header_skip(p) if header else 0)
+    try:
+        data = pcsv.read_csv(
+            p,
+            read_options=read_opts,
+            parse_options=pcsv.ParseOptions(delimiter=delimiter),
+            convert_options=pcsv.ConvertOptions(
+                column_types={c: pa.string() for c in needed},
+                include_columns=needed,
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as exc:
+        bad = _bad_field_count(p, delimiter, len(all_names))
+        if bad is not None:
+            raise DataError(
+                f"{path} line {bad[0]}: expected {len(all_names)} fields, got {bad[1]}"
+            ) from None
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: cannot parse as delimited text ({msg})") from None
+    if data.num_rows == 0:
+        raise DataError(f"{path}: no data rows (header only)")
+    table = Table(data, str(path), roles, path=p, delimiter=delimiter, header=header)
+    if raw_header is not None:
+        _check_duplicate_header(table, dict(zip(all_names, raw_header)))
+    return table
+
+
+def _header_skip(p: Path) -> int:
+    """Lines to skip so that reading starts after the header (leading blank lines too)."""
+    with p.open("rb") as fh:
+        for k, line in enumerate(fh):
+            if line.strip():
+                return k + 1
+    return 0
+
+
+def _check_duplicate_header(table: Table, raw: dict[str, str]) -> None:
+    mask = None
+    for name in dict.fromkeys(table.roles.values()):
+        eq = pc.equal(pc.utf8_trim_whitespace(table.data.column(name)), raw[name])
+        mask = eq if mask is None else pc.and_(mask, eq)
+    if mask is not None and pc.any(mask).as_py():
+        row = int(np.flatnonzero(_np(mask))[0])
+        raise DataError(f"{table.where(row)}: duplicate header line inside the data")
+
+
+def read_parquet_table(path: str | Path, columns: Columns | None = None) -> Table:
+    """Read the needed columns of a Parquet file."""
+    import pyarrow.parquet as pq
+
+    p = check_file(path)
+    try:
+        schema = pq.read_schema(p)
+        roles = (columns or Columns()).resolve(schema.names, str(path))
+        data = pq.read_table(p, columns=list(dict.fromkeys(roles.values())))
+    except (pa.ArrowInvalid, OSError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: not a readable Parquet file ({msg})") from None
+    if data.num_rows == 0:
+        raise DataError(f"{path}: no data rows")
+    return Table(data, str(path), roles)
+
+
+def frame_table(frame: Any, columns: Columns | None = None, name: str = "DataFrame") -> Table:
+    """Wrap a pandas or polars DataFrame (or a pyarrow Table)."""
+    import pandas as pd
+
+    if isinstance(frame, pa.Table):
+        data = frame
+    elif isinstance(frame, pd.DataFrame):
+        names = [str(c) for c in frame.columns]
+        roles = (columns or Columns()).resolve(names, name)
+        sub = frame[list(dict.fromkeys(roles.values()))]
+        try:
+            data = pa.Table.from_pandas(sub, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise DataError(
+                f"{name}: cannot convert columns ({str(exc).splitlines()[0]})"
+            ) from None
+    elif hasattr(frame, "to_arrow") and hasattr(frame, "schema"):  # polars
+        data = frame.to_arrow()
+    else:
+        raise DataError(
+            f"{name}: expected a pandas or polars DataFrame, got {type(frame).__name__}"
+        )
+    roles = (columns or Columns()).resolve(data.column_names, name)
+    data = data.select(list(dict.fromkeys(roles.values())))
+    if data.num_rows == 0:
+        raise DataError(f"{name}: no data rows")
+    return Table(data, name, roles)
+
+
+# ----------------------------------------------------------------------------- columns
+def _np(arr: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    return arr.to_numpy(zero_copy_only=False)
+
+
+def _is_stringish(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def _check_missing(table: Table, role: str, col: pa.ChunkedArray) -> None:
+    missing = col.is_null()
+    if _is_stringish(col.type):
+        missing = pc.or_(missing, pc.equal(pc.utf8_trim_whitespace(col), ""))
+    if pc.any(missing).as_py():
+        row = int(np.flatnonzero(_np(missing))[0])
+        raise DataError(f"{table.where(row)}: missing value in column {table.roles[role]!r}")
+
+
+def factorize_ids(table: Table, role: str) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, uniques): codes (n,) int64 in order of first appearance; uniques as str."""
+    col = table.column(role)
+    assert col is not None
+    if pa.types.is_dictionary(col.type):
+        col = pc.cast(col, col.type.value_type)
+    _check_missing(table, role, col)
+    if pa.types.is_floating(col.type):
+        vals = _np(col).astype(np.float64)
+        frac = np.flatnonzero(vals != np.round(vals))
+        if len(frac):
+            raise DataError(
+                f"{table.where(int(frac[0]))}: id {float(vals[frac[0]])!r} in column "
+                f"{table.roles[role]!r} is not an integer or string"
+            )
+        col = pa.chunked_array([pa.array(vals.astype(np.int64))])
+    if not _is_stringish(col.type):
+        col = pc.cast(col, pa.string())
+    elif not pa.types.is_string(col.type):
+        col = pc.cast(col, pa.large_string())
+    enc = pc.dictionary_encode(col.combine_chunks() if col.num_chunks != 1 else col.chunk(0))
+    codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    uniques = enc.dictionary.to_numpy(zero_copy_only=False).astype(object)
+    return codes, uniques
+
+
+def parse_times(table: Table) -> np.ndarray:
+    """(n,) float64 unix seconds from numbers, ISO-8601 strings or timestamp columns."""
+    col = table.column("time")
+    assert col is not None
+    _check_missing(table, "time", col)
+    t = col.type
+    if pa.types.is_timestamp(t):
+        factor = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[t.unit]
+        out = _np(pc.cast(col, pa.int64())).astype(np.float64) / factor
+    elif pa.types.is_date(t):
+        out = _np(pc.cast(pc.cast(col, pa.timestamp("s")), pa.int64())).astype(np.float64)
+    elif pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        out = _np(pc.cast(col, pa.float64())).astype(np.float64)
+    elif _is_stringish(t):
+        out = _fast_time_strings(col)
+        if out is None:  # mixed or bad values: the slow path finds and names them
+            out = _parse_time_strings(table, _np(col))
+    else:
+        raise DataError(f"{table.name}: time column {table.roles['time']!r} has type {t}")
+    bad = np.flatnonzero(~np.isfinite(out))
+    if len(bad):
+        raw = _np(col)[bad[0]]
+        raise DataError(
+            f"{table.where(int(bad[0]))}: time {str(raw)!r} is not a finite number "
+            f"(column {table.roles['time']!r})"
+        )
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _fast_time_strings(col: pa.ChunkedArray) -> np.ndarray | None:
+    """Numbers, or ISO-8601 dates with or without a zone (UTC), parsed by Arrow."""
+    col = pc.utf8_trim_whitespace(col)
+    try:
+        return _np(pc.cast(col, pa.float64())).astype(np.float64)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    for tz in ("UTC", None):
+        try:
+            ts = pc.cast(col, pa.timestamp("ns", tz))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        return _np(pc.cast(ts, pa.int64())).astype(np.float64) / 1e9
+    return None
+
+
+def _parse_time_strings(table: Table, values: np.ndarray) -> np.ndarray:
+    import pandas as pd
+
+    s = pd.Series(values, dtype=object)
+    if _is_number(str(values[0])):
+        out = pd.to_numeric(s.str.strip(), errors="coerce").to_numpy(dtype=np.float64)
+        bad = np.isnan(out) & ~s.str.strip().str.lower().isin(["nan", "+nan", "-nan"]).to_numpy()
+    else:
+        dt = pd.to_datetime(s.str.strip(), utc=True, format="ISO8601", errors="coerce")
+        out = ((dt - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(
+            dtype=np.float64, na_value=np.nan
+        )
+        bad = np.isnan(out)
+    idx = np.flatnonzero(bad)
+    if len(idx):
+        raise DataError(
+            f"{table.where(int(idx[0]))}: time {str(values[idx[0]])!r} is not a number or "
+            f"ISO-8601 date (column {table.roles['time']!r})"
+        )
+    return out
+
+
+# ----------------------------------------------------------------------------- events
+@dataclass
+class Events:
+    """Validated, factorised event columns in file order (one entry per event)."""
+
+    items: np.ndarray  # (n,) int64 codes into item_ids
+    item_ids: np.ndarray  # (n_items,) external ids (str), first-appearance order
+    sessions: np.ndarray | None = None  # (n,) int64 codes into session_ids
+    session_ids: np.ndarray | None = None
+    users: np.ndarray | None = None  # (n,) int64 codes into user_ids
+    user_ids: np.ndarray | None = None
+    times: np.ndarray | None = None  # (n,) float64 unix seconds
+    event_types: np.ndarray | None = None  # (n,) int8 codes into event_type_names
+    event_type_names: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def table_events(table: Table, event_type_order: Sequence[str] | None = None) -> Events:
+    """Validate and factorise the role columns of ``table``.
+
+    ``event_type_order`` fixes the event-type codes (values outside it are errors);
+    otherwise codes follow first appearance.
+    """
+    items, item_ids = factorize_ids(table, "item")
+    ev = Events(items=items, item_ids=item_ids)
+    if "session" in table.roles:
+        ev.sessions, ev.session_ids = factorize_ids(table, "session")
+    if "user" in table.roles:
+        ev.users, ev.user_ids = factorize_ids(table, "user")
+    if "time" in table.roles:
+        ev.times = parse_times(table)
+    if "event_type" in table.roles:
+        codes, names = factorize_ids(table, "event_type")
+        names = [str(n) for n in names]
+        if event_type_order is not None:
+            order = list(event_type_order)
+            unknown = [n for n in names if n not in order]
+            if unknown:
+                row = int(np.flatnonzero(codes == names.index(unknown[0]))[0])
+                raise DataError(
+                    f"{table.where(row)}: event type {unknown[0]!r} is not one of "
+                    f"{', '.join(order)}"
+                )
+            codes = np.asarray([order.index(n) for n in names], dtype=np.int64)[codes]
+            names = order
+        if len(names) > 127:
+            raise DataError(
+                f"{table.name}: column {table.roles['event_type']!r} has {len(names)} distinct "
+                "event types (at most 127)"
+            )
+        ev.event_types, ev.event_type_names = codes.astype(np.int8), tuple(names)
+    return ev
+
+
+def _stable_order(keys: np.ndarray, within: np.ndarray | None = None) -> np.ndarray:
+    """Indices sorting by ``keys`` (stable), after a stable pre-sort by ``within``."""
+    if within is None:
+        return np.argsort(keys, kind="stable")
+    o = np.argsort(within, kind="stable")
+    return o[np.argsort(keys[o], kind="stable")]
+
+
+def build_log(
+    ev: Events,
+    item_index: ItemIndex | None = None,
+    *,
+    session_gap: float | None = None,
+    report: DataReport | None = None,
+) -> tuple[SessionLog, ItemIndex, DataReport]:
+    """Group, sort and encode events into a SessionLog.
+
+    Without ``item_index`` a new index is built (items in order of first appearance in
+    the sorted log). With a frozen ``item_index``, unknown items become ``-1`` (counted
+    in the report, not dropped). ``session_gap`` (seconds) splits each user's events into
+    sessions at inactivity gaps longer than it (needs users and times).
+    """
+    report = report if report is not None else DataReport()
+    n = len(ev)
+    report.add("read", "rows", n)
+    session_ids = ev.session_ids
+    if session_gap is not None:
+        if ev.users is None or ev.times is None:
+            raise DataError("splitting sessions at inactivity gaps needs user and time columns")
+        sessions = sessionize(ev.users, ev.times, session_gap)
+        session_ids = None
+    elif ev.sessions is not None:
+        sessions = ev.sessions
+    elif ev.users is not None:
+        sessions, session_ids = ev.users, ev.user_ids  # one history per user
+    else:
+        raise DataError("events need a session or a user column")
+    n_sess = int(sessions.max()) + 1 if n else 0
+    # events grouped by session, time-sorted inside (stable: ties keep file order)
+    grouped = _stable_order(sessions, ev.times)
+    lengths = np.bincount(sessions, minlength=n_sess)
+    starts = np.zeros(n_sess, dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    # session order: start time, ties by first row in the file
+    first_row = np.full(n_sess, n, dtype=np.int64)
+    np.minimum.at(first_row, sessions, np.arange(n, dtype=np.int64))
+    if ev.times is not None:
+        order = np.lexsort((first_row, ev.times[grouped[starts]]))
+    else:
+        order = np.argsort(first_row, kind="stable")
+    sel_len = lengths[order]
+    offsets = np.zeros(n_sess + 1, dtype=np.int64)
+    np.cumsum(sel_len, out=offsets[1:])
+    pos = np.repeat(starts[order] - offsets[:-1], sel_len) + np.arange(n, dtype=np.int64)
+    final = grouped[pos]  # file row of every event of the log, in log order
+
+    codes = ev.items[final]
+    frozen = item_index is not None
+    first_pos = np.full(len(ev.item_ids), n, dtype=np.int64)
+    np.minimum.at(first_pos, codes, np.arange(n, dtype=np.int64))
+    n_present = int((first_pos < n).sum())
+    if item_index is None:
+        by_first = np.argsort(first_pos, kind="stable")[:n_present]
+        item_index = ItemIndex(str(x) for x in ev.item_ids[by_first])
+        lookup = np.empty(len(ev.item_ids), dtype=np.int32)
+        lookup[by_first] = np.arange(len(by_first), dtype=np.int32)
+    else:
+        lookup = item_index.encode(str(x) for x in ev.item_ids)
+    items = lookup[codes]
+
+    first_ev = final[offsets[:-1]]
+    users = None if ev.users is None else ev.users[first_ev]
+    sids = None
+    if session_ids is not None:
+        sids = np.asarray(session_ids, dtype=object)[sessions[first_ev]]
+    log = SessionLog(
+        offsets=offsets,
+        items=items,
+        times=None if ev.times is None else ev.times[final],
+        event_types=None if ev.event_types is None else ev.event_types[final],
+        users=users,
+        session_ids=sids,
+        event_type_names=ev.event_type_names,
+    )
+    report.add("read", "sessions", log.n_sessions)
+    if ev.user_ids is not None:
+        report.add("read", "users", len(ev.user_ids))
+    report.add("read", "items", n_present)
+    if frozen:
+        n_unknown = int((items == UNKNOWN).sum())
+        report.add("encode", "events with items not in the training index (kept as -1)", n_unknown)
+    return log, item_index, report
+
+
+# ----------------------------------------------------------------------------- facade
+def read_table(
+    source: Any,
+    columns: Columns | None = None,
+    *,
+    fmt: str | None = None,
+    delimiter: str | None = None,
+    names: Sequence[str] | None = None,
+    header: bool = True,
+) -> Table:
+    """Read a file (``fmt``: csv, tsv or parquet; default from the suffix) or a frame.
+    ``delimiter``, ``names`` and ``header`` apply to text files (see read_text_table)."""
+    if not isinstance(source, (str, Path)):
+        return frame_table(source, columns)
+    suffix = Path(source).suffix.lower()
+    fmt = fmt or (
+        "parquet" if suffix in (".parquet", ".pq") else "tsv" if suffix == ".tsv" else "csv"
+    )
+    if fmt == "parquet":
+        return read_parquet_table(source, columns)
+    if fmt not in ("csv", "tsv"):
+        raise DataError(f"{source}: read_table reads csv, tsv or parquet, not {fmt!r}")
+    if delimiter is None and fmt == "tsv":
+        delimiter = "\t"
+    return read_text_table(source, columns, delimiter=delimiter, names=names, header=header)
+
+
+def read_events(
+    source: Any,
+    columns: Columns | None = None,
+    *,
+    fmt: str | None = None,
+    item_index: ItemIndex | None = None,
+    session_gap: float | None = None,
+    delimiter: str | None = None,
+    names: Sequence[str] | None = None,
+    header: bool = True,
+    event_type_order: Sequence[str] | None = None,
+) -> tuple[SessionLog, ItemIndex, DataReport]:
+    """Read an event log (path or DataFrame) into ``(SessionLog, ItemIndex, DataReport)``.
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"SessionId": [1, 1, 2], "ItemId": ["a", "b", "a"],
+    ...                    "Time": [10.0, 11.0, 5.0]})
+    >>> log, index, _ = read_events(df)
+    >>> [list(index.decode(s)) for s in log]
+    [['a'], ['a', 'b']]
+    """
+    table = read_table(source, columns, fmt=fmt, delimiter=delimiter, names=names, header=header)
+    ev = table_events(table, event_type_order)
+    return build_log(ev, item_index, session_gap=session_gap)

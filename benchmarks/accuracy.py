@@ -1,0 +1,164 @@
+"""Accuracy benchmark: train and evaluate models on the shared benchmark datasets.
+
+Runs exactly what the CLI runs (``seqrec train`` + ``seqrec evaluate``), prints the
+equivalent commands, a result table, and appends one JSON line per run to
+``benchmarks/results/accuracy.jsonl``. Figures in benchmarks/README.md come from here.
+
+    python benchmarks/accuracy.py pop:srgnn_yoochoose1_64 session-pop:rsc15_100k
+    python benchmarks/accuracy.py gru4rec:rsc15_100k --set n_epochs=5
+
+A run is MODEL:DATASET[:CONFIG]; CONFIG defaults to configs/MODEL/DATASET.toml when that
+file exists (model defaults otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from seqrec.cli import model_config
+from seqrec.data.loading import load_test_data, load_training_data
+from seqrec.evaluation import evaluate
+from seqrec.models import get_model_class
+from seqrec.pipeline import fit_model
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+
+# name -> (train path, test path, protocol)
+DATASETS = {
+    "rsc15_100k": (
+        "rsc15/session-rec_100k/yoochoose-clicks-100k_train_full.txt",
+        "rsc15/session-rec_100k/yoochoose-clicks-100k_test.txt",
+        "next-item",
+    ),
+    "rsc15_100k_valid": (
+        "rsc15/session-rec_100k/yoochoose-clicks-100k_train_tr.txt",
+        "rsc15/session-rec_100k/yoochoose-clicks-100k_train_valid.txt",
+        "next-item",
+    ),
+    "srgnn_yoochoose1_64": ("rsc15/srgnn_yoochoose1_64", "rsc15/srgnn_yoochoose1_64", "samples"),
+    "diginetica": ("diginetica/srgnn", "diginetica/srgnn", "samples"),
+    "retailrocket": ("retailrocket/cotrec", "retailrocket/cotrec", "samples"),
+    "nowplaying": ("nowplaying/srgnn", "nowplaying/srgnn", "samples"),
+    "excerpt": (
+        str(REPO / "data/excerpt/train.tsv"),
+        str(REPO / "data/excerpt/test.tsv"),
+        "next-item",
+    ),
+}
+
+
+def run_one(spec: str, overrides: list[str], ks: tuple[int, ...], progress: bool) -> dict:
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or parts[1] not in DATASETS:
+        raise SystemExit(
+            f"error: bad run {spec!r}; use MODEL:DATASET[:CONFIG], datasets: " + ", ".join(DATASETS)
+        )
+    model_name, ds = parts[0], parts[1]
+    cfg_file = parts[2] if len(parts) == 3 else None
+    if cfg_file is None and (REPO / "configs" / model_name / f"{ds}.toml").exists():
+        cfg_file = str(REPO / "configs" / model_name / f"{ds}.toml")
+    train_rel, test_rel, protocol = DATASETS[ds]
+    train_path = str(SHARED / train_rel) if not Path(train_rel).is_absolute() else train_rel
+    test_path = str(SHARED / test_rel) if not Path(test_rel).is_absolute() else test_rel
+    cfg = model_config(model_name, cfg_file, overrides)
+    sets = " ".join(f"--set {o}" for o in overrides)
+    conf = f" --config {Path(cfg_file).relative_to(REPO)}" if cfg_file else ""
+    cmd = (
+        f"seqrec train --train {train_path} --model {model_name}{conf} {sets} --out runs/{ds}"
+        f"-{model_name} && seqrec evaluate --model runs/{ds}-{model_name} --test {test_path} "
+        f"--protocol {protocol}"
+    ).replace("  ", " ")
+    print(f"\n$ {cmd}", file=sys.stderr)
+    model = get_model_class(model_name)(cfg)
+    data = load_training_data(train_path)
+    t0 = time.perf_counter()
+    fit_model(model, data, progress=progress)
+    fit_s = time.perf_counter() - t0
+    test, _ = load_test_data(test_path, "auto", model.item_index_, protocol)
+    res = evaluate(model, test, protocol=protocol, ks=ks, item_popularity=model.item_support_)
+    res.update(
+        model=model_name,
+        dataset=ds,
+        config=cfg,
+        train_seconds=round(fit_s, 1),
+        command=cmd,
+        date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        hardware=f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads",
+    )
+    miss = evaluate(model, test, protocol=protocol, ks=(20,), unknown="miss")
+    res["recall@20_unknown_as_miss"] = miss["recall@20"]
+    res["mrr@20_unknown_as_miss"] = miss["mrr@20"]
+    return res
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "runs", nargs="+", help="MODEL:DATASET[:CONFIG] (datasets: " + ", ".join(DATASETS) + ")"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a model parameter for every run (TOML value)",
+    )
+    p.add_argument("--k", default="5,10,20", help="cut-offs (default 5,10,20)")
+    p.add_argument(
+        "--out",
+        default=str(REPO / "benchmarks/results/accuracy.jsonl"),
+        help="append JSON lines here",
+    )
+    p.add_argument("--progress", action="store_true", help="show training progress bars")
+    args = p.parse_args()
+    if not SHARED.is_dir():
+        raise SystemExit(f"error: {SHARED} not found (the shared datasets are needed)")
+    ks = tuple(int(k) for k in args.k.split(","))
+    rows = []
+    for spec in args.runs:
+        res = run_one(spec, args.set, ks, args.progress)
+        rows.append(res)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(res, sort_keys=True) + "\n")
+        print(
+            json.dumps(
+                {
+                    k: res[k]
+                    for k in (
+                        "model",
+                        "dataset",
+                        "recall@20",
+                        "mrr@20",
+                        "n_queries",
+                        "train_seconds",
+                    )
+                }
+            )
+        )
+    print(
+        f"\n{'model':<12} {'dataset':<20} {'R@20':>7} {'MRR@20':>7} {'NDCG@20':>8} "
+        f"{'queries':>8} {'unknown':>8} {'train s':>8}"
+    )
+    for r in rows:
+        print(
+            f"{r['model']:<12} {r['dataset']:<20} {r['recall@20']:>7.4f} {r['mrr@20']:>7.4f} "
+            f"{r['ndcg@20']:>8.4f} {r['n_queries']:>8,} {r['n_unknown_targets']:>8,} "
+            f"{r['train_seconds']:>8.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -9,6 +9,9 @@ documented parameters of the official implementation (clean room).
   ``(n_items, d)`` embedding; ``constrained_embedding = true`` (default) uses the
   output item weights ``Wy`` as the input embedding as well.
 * ``layers``: sizes of the stacked recurrent layers; ``cell``: gru | lstm | rnn.
+* Dropout on the input embedding and on every layer's output; in training the
+  dropped-out hidden vector is also the state carried to the next step
+  (``carry_dropout``, on by default: it is what reproduces the official figures).
 * Scores: ``h_last . Wy[item] + By[item]`` (optionally through ELU(``elu_param``) in
   the loss).
 * Training: session-parallel mini-batches (:mod:`seqrec.batching`), in-batch targets as
@@ -64,6 +67,7 @@ class GRU4RecConfig:
     mask_false_negatives: bool = False  # ignore negatives that equal the row's own target
     dropout_p_embed: float = 0.0
     dropout_p_hidden: float = 0.0
+    carry_dropout: bool = True  # the dropped-out hidden state is what the next step sees
     optimizer: Literal["adagrad", "adam"] = "adagrad"
     learning_rate: float = 0.05
     momentum: float = 0.0  # Adagrad momentum
@@ -126,6 +130,7 @@ class GRU4RecNet(nn.Module):
     def __init__(self, n_items: int, cfg: GRU4RecConfig) -> None:
         super().__init__()
         self.cell = cfg.cell
+        self.carry_dropout = cfg.carry_dropout
         self.layers = list(cfg.layers)
         g = GATES[cfg.cell]
         gen = torch.Generator().manual_seed(cfg.seed)
@@ -177,6 +182,8 @@ class GRU4RecNet(nn.Module):
         """One time step. ``state`` (B, S); ``x`` (B, in0) the gathered input rows.
 
         Returns (new state (B, S), output of the last layer after dropout (B, H_last)).
+        With ``carry_dropout`` (training only) the state carried to the next step is the
+        dropped-out hidden vector, the same one fed upwards.
         """
         new_parts = []
         offset = 0
@@ -196,7 +203,7 @@ class GRU4RecNet(nn.Module):
                 z = torch.sigmoid(xz + hz)
                 n = torch.tanh(xn + (r * h) @ Wh[:, 2 * hsz :])
                 h_new = torch.lerp(h, n, z)  # (1 - z) * h + z * n
-                new_parts.append(h_new)
+                c_new = None
             elif self.cell == "lstm":
                 h = state[:, offset : offset + hsz]
                 c = state[:, offset + hsz : offset + 2 * hsz]
@@ -205,13 +212,15 @@ class GRU4RecNet(nn.Module):
                 i, f, o, gg = gates.split(hsz, dim=1)
                 c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
                 h_new = torch.sigmoid(o) * torch.tanh(c_new)
-                new_parts.extend([h_new, c_new])
             else:  # rnn
                 h = state[:, offset : offset + hsz]
                 offset += hsz
                 h_new = torch.tanh(gx + h @ Wh)
-                new_parts.append(h_new)
-            inp = F.dropout(h_new, p_hidden, train) if p_hidden > 0 else h_new
+                c_new = None
+            inp = F.dropout(h_new, p_hidden, train) if p_hidden > 0 else h_new  # (B, H)
+            new_parts.append(inp if self.carry_dropout else h_new)
+            if c_new is not None:
+                new_parts.append(c_new)
         new_state = torch.cat(new_parts, dim=1) if len(new_parts) > 1 else new_parts[0]
         return new_state, inp
 

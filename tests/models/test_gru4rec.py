@@ -150,3 +150,26 @@ def test_step_rejects_items_outside_catalogue():
     model = fit({})
     with pytest.raises(ConfigError, match="outside the catalogue"):
         model.step(model.init_state(1), torch.tensor([999]))
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn", "lstm"])
+def test_carry_dropout_carries_the_dropped_state(cell):
+    model = GRU4Rec({**SMALL, "cell": cell, "layers": [6, 6]})
+    model._begin_fit(LOG, None)
+    model._build(model.n_items_)
+    net = model.net_
+    per = 2 if cell == "lstm" else 1
+    state = torch.randn(5, net.state_size)
+    x = torch.randn(5, 6)
+    torch.manual_seed(0)
+    new, out = net.recur(state, x, 0.0, 0.5, True)
+    h_last = new[:, per * 6 : per * 6 + 6]
+    assert torch.equal(h_last, out)  # the dropped-out output is what is carried
+    assert (out == 0).any()
+    net.carry_dropout = False
+    torch.manual_seed(0)
+    new2, out2 = net.recur(state, x, 0.0, 0.5, True)
+    assert torch.equal(out2, out)
+    assert not (new2[:, per * 6 : per * 6 + 6] == 0).any()
+    new3, out3 = net.recur(state, x, 0.0, 0.5, False)  # inference: no dropout at all
+    assert torch.equal(new3[:, per * 6 : per * 6 + 6], out3)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import sys
 import time
@@ -63,7 +64,7 @@ def run_one(spec: str, overrides: list[str], ks: tuple[int, ...], progress: bool
             f"error: bad run {spec!r}; use MODEL:DATASET[:CONFIG], datasets: " + ", ".join(DATASETS)
         )
     model_name, ds = parts[0], parts[1]
-    cfg_file = parts[2] if len(parts) == 3 else None
+    cfg_file = str(Path(parts[2]).resolve()) if len(parts) == 3 else None
     if cfg_file is None and (REPO / "configs" / model_name / f"{ds}.toml").exists():
         cfg_file = str(REPO / "configs" / model_name / f"{ds}.toml")
     train_rel, test_rel, protocol = DATASETS[ds]
@@ -71,7 +72,7 @@ def run_one(spec: str, overrides: list[str], ks: tuple[int, ...], progress: bool
     test_path = str(SHARED / test_rel) if not Path(test_rel).is_absolute() else test_rel
     cfg = model_config(model_name, cfg_file, overrides)
     sets = " ".join(f"--set {o}" for o in overrides)
-    conf = f" --config {Path(cfg_file).relative_to(REPO)}" if cfg_file else ""
+    conf = f" --config {os.path.relpath(cfg_file, REPO)}" if cfg_file else ""
     cmd = (
         f"seqrec train --train {train_path} --model {model_name}{conf} {sets} --out runs/{ds}"
         f"-{model_name} && seqrec evaluate --model runs/{ds}-{model_name} --test {test_path} "

@@ -14,17 +14,16 @@ from seqrec.data.samples import Samples
 from seqrec.data.sessions import SessionLog
 from seqrec.models.base import Recommender
 
-USER_HISTORY_FORMATS = {"s3rec", "user-item", "recbole", "movielens"}
 
 
 def default_protocol(path: str | Path, fmt: str) -> str:
     """samples for a sessions directory, last-item for user histories, else next-item."""
-    from seqrec.data.loading import detect_format
+    from seqrec.data.loading import HISTORY_FORMATS, detect_format
 
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt == "sessions":
         return "samples"
-    if fmt in USER_HISTORY_FORMATS:
+    if fmt in HISTORY_FORMATS:
         return "last-item"
     return "next-item"
 

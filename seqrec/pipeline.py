@@ -15,7 +15,6 @@ from seqrec.data.sessions import SessionLog
 from seqrec.models.base import Recommender
 
 
-
 def default_protocol(path: str | Path, fmt: str) -> str:
     """samples for a sessions directory, last-item for user histories, else next-item."""
     from seqrec.data.loading import HISTORY_FORMATS, detect_format

@@ -21,6 +21,7 @@ demo: setup
 	$(VENV)/bin/seqrec demo
 
 test: setup
+	@bash .ci/system-deps || echo "note: redis-server not installed; Redis tests will skip"
 	$(PY) -m ruff check seqrec tests benchmarks
 	$(PY) -m pytest
 

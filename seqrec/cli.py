@@ -270,6 +270,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- serve
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``seqrec serve``: the real-time HTTP service (seqrec.serving.api)."""
+    from seqrec.serving.api import ServeConfig, serve
+
+    config = ServeConfig(
+        model=args.model,
+        store=args.store,
+        api_key_env=args.api_key_env,
+        strict=args.strict,
+        max_history=args.max_history,
+        session_ttl=args.session_ttl,
+        max_sessions=args.max_sessions,
+        max_k=args.max_k,
+        max_body_bytes=args.max_body_bytes,
+        workers=args.workers,
+        device=args.device or "cpu",
+        ann=args.ann,
+        ann_nprobe=args.ann_nprobe,
+    )
+    return serve(
+        config, host=args.host, port=args.port, threads=args.threads, log_level=args.log_level
+    )
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
@@ -519,6 +544,105 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common(p)
     p.set_defaults(func=cmd_demo)
+
+    # serve (seqrec.serving; needs the 'serve' extra)
+    p = sub.add_parser(
+        "serve",
+        help="real-time recommendation HTTP service with per-session state",
+        formatter_class=fmt,
+        description=(
+            "Serve a model directory over HTTP (FastAPI + uvicorn): POST "
+            "/v1/sessions/{id}/events adds a click and returns the top-K, GET "
+            "/v1/sessions/{id}/recommendations, POST /v1/recommendations (stateless), "
+            "DELETE /v1/sessions/{id}, POST /v1/admin/reload, /healthz, /readyz, "
+            "/v1/model, /metrics; OpenAPI docs at /docs. SIGHUP reloads the model "
+            "directory.\n\nExample:\n  seqrec serve --model runs/demo/gru4rec --port 8000"
+        ),
+    )
+    p.add_argument("--model", required=True, metavar="DIR", help="model directory to serve")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument(
+        "--store",
+        default="memory",
+        metavar="memory|redis://HOST:PORT/DB",
+        help="session-state store: 'memory' (default; bounded LRU with TTL, per process) "
+        "or a Redis URL (shared by workers and servers)",
+    )
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="server processes (default 1; more than 1 needs a Redis store)",
+    )
+    p.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        help="require the API key held in environment variable VAR on /v1/ routes "
+        "(Authorization: Bearer KEY or X-API-Key: KEY); enables /v1/admin/reload",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="reject unknown item ids (default: report them and ignore them)",
+    )
+    p.add_argument(
+        "--max-history",
+        type=_positive_int,
+        default=50,
+        help="clicks remembered per session (default 50)",
+    )
+    p.add_argument(
+        "--session-ttl",
+        type=float,
+        default=1800.0,
+        metavar="SECONDS",
+        help="forget a session this long after its last request (default 1800)",
+    )
+    p.add_argument(
+        "--max-sessions",
+        type=_positive_int,
+        default=1_000_000,
+        help="in-memory store: most sessions kept, least recently used dropped first "
+        "(default 1000000)",
+    )
+    p.add_argument(
+        "--max-k", type=_positive_int, default=1000, help="largest k a request may ask for"
+    )
+    p.add_argument(
+        "--max-body-bytes",
+        type=_positive_int,
+        default=65536,
+        help="largest request body in bytes (default 65536)",
+    )
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=1,
+        help="torch threads per worker (default 1: lowest latency under concurrent load)",
+    )
+    p.add_argument(
+        "--ann",
+        default="auto",
+        choices=["auto", "exact", "faiss"],
+        help="top-K search: exact scoring, or an approximate faiss inner-product index "
+        "(GRU4Rec; needs faiss-cpu); auto (default) = faiss from 200,000 items when "
+        "faiss is installed, else exact",
+    )
+    p.add_argument(
+        "--ann-nprobe",
+        type=_positive_int,
+        default=32,
+        help="faiss clusters searched per query (more = better recall, slower; default 32)",
+    )
+    p.add_argument("--device", help="cpu (default), cuda, cuda:N or auto")
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="server log level (default info)",
+    )
+    p.set_defaults(func=cmd_serve)
 
     # models
     p = sub.add_parser("models", help="list available models")

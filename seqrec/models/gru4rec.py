@@ -41,6 +41,7 @@ from torch import nn
 
 from seqrec.batching import ParallelPlan, session_parallel_plan
 from seqrec.data.idmap import ItemIndex
+from seqrec.data.samples import Samples
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError
 from seqrec.losses import get_loss
@@ -228,7 +229,9 @@ class GRU4RecNet(nn.Module):
 class _Task:
     """GRU4Rec's plug-in for the training loop (seqrec.training.TrainTask)."""
 
-    def __init__(self, model: GRU4Rec, train: SessionLog, valid: SessionLog | None) -> None:
+    def __init__(
+        self, model: GRU4Rec, train: SessionLog, valid: SessionLog | Samples | None
+    ) -> None:
         cfg = model.config
         self.model = model
         self.cfg = cfg
@@ -360,14 +363,15 @@ class _Task:
         return loss.detach(), n
 
     def validate(self) -> dict[str, float] | None:
-        if self.valid is None or self.valid.n_events == 0:
+        if self.valid is None or len(self.valid) == 0:
             return None
         from seqrec.evaluation import evaluate
 
+        # sessions: next-item over every position; Samples (leave-one-out): their labels
         res = evaluate(
             self.model,
             self.valid,
-            protocol="next-item",
+            protocol="samples" if isinstance(self.valid, Samples) else "next-item",
             ks=(20,),
             batch_size=self.cfg.eval_batch_size,
         )
@@ -409,7 +413,7 @@ class GRU4Rec(Recommender):
     def fit(
         self,
         train: SessionLog,
-        valid: SessionLog | None = None,
+        valid: SessionLog | Samples | None = None,
         *,
         item_index: ItemIndex | None = None,
         checkpoint_dir: str | None = None,

@@ -173,3 +173,11 @@ def test_carry_dropout_carries_the_dropped_state(cell):
     assert not (new2[:, per * 6 : per * 6 + 6] == 0).any()
     new3, out3 = net.recur(state, x, 0.0, 0.5, False)  # inference: no dropout at all
     assert torch.equal(new3[:, per * 6 : per * 6 + 6], out3)
+
+
+def test_validation_on_leave_one_out_samples():
+    from seqrec.data.samples import Samples
+
+    valid = Samples.from_lists([[1, 2], [7]], [3, 8])
+    model = fit({"n_epochs": 2}, valid=valid)
+    assert 0.0 <= model.history_[-1].metrics["recall@20"] <= 1.0

@@ -93,13 +93,20 @@ def run_one(spec: str, overrides: list[str], ks: tuple[int, ...], progress: bool
         train_seconds=round(fit_s, 1),
         command=cmd,
         date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        hardware=f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads",
+        hardware=_hardware(str(getattr(model, "device_", "cpu"))),
     )
     miss = evaluate(model, test, protocol=protocol, ks=(20,), unknown="miss")
     res["recall@20_unknown_as_miss"] = miss["recall@20"]
     res["mrr@20_unknown_as_miss"] = miss["mrr@20"]
     return res
+
+
+def _hardware(device: str) -> str:
+    cpu = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus"
+    hw = f"{cpu}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    if device.startswith("cuda"):
+        hw += f", {torch.cuda.get_device_name(torch.device(device))}"
+    return hw
 
 
 def main() -> None:

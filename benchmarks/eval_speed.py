@@ -6,6 +6,9 @@ Two fake, random-but-seeded models live here (not in the package):
 * ``gru``: a recurrent model, a GRUCell of hidden --dim over item embeddings with
   ``scores = h @ O.T``; ``step`` feeds one item, ``score`` runs the cell over a prefix.
 
+and ``gru4rec``: seqrec's real GRU4Rec (layers [--dim], constrained embedding), trained for
+one epoch on sessions that cover the whole catalogue so that every item has a row.
+
 Cases: ``samples`` (prefix -> label pairs, scored with ``score``) and ``next-item``
 (every position of the test sessions; the gru model steps one event at a time). Each
 case runs in a fresh process, so its peak RSS is its own.
@@ -26,7 +29,14 @@ import time
 import numpy as np
 import torch
 
-CASES = ("samples-emb", "samples-gru", "next-item-emb", "next-item-gru")
+CASES = (
+    "samples-emb",
+    "samples-gru",
+    "next-item-emb",
+    "next-item-gru",
+    "samples-gru4rec",
+    "next-item-gru4rec",
+)
 
 
 class EmbScorer:
@@ -98,6 +108,22 @@ class Timed:
         return out
 
 
+def make_gru4rec(n_items: int, dim: int, seed: int):
+    """A real, fitted seqrec GRU4Rec over exactly ``n_items`` items (dense ids = ids)."""
+    from seqrec.data.idmap import ItemIndex
+    from seqrec.data.sessions import SessionLog
+    from seqrec.models.gru4rec import GRU4Rec
+
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n_items)
+    seqs = [perm[i : i + 4] for i in range(0, n_items, 4)]
+    seqs = [s for s in seqs if len(s) >= 2]
+    log = SessionLog.from_sequences(seqs)
+    index = ItemIndex([str(i) for i in range(n_items)])
+    cfg = {"layers": [dim], "batch_size": 128, "n_epochs": 1, "seed": seed}
+    return GRU4Rec(cfg).fit(log, item_index=index, progress=False)
+
+
 def make_log(n_items: int, n_queries: int, seed: int):
     """Sessions of length 2 + geometric, Zipf-like item popularity, ~n_queries queries."""
     from seqrec.data.sessions import SessionLog
@@ -120,8 +146,11 @@ def run_case(case: str, args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     log = make_log(args.n_items, args.queries, args.seed)
     protocol, kind = case.rsplit("-", 1)
-    cls = EmbScorer if kind == "emb" else GRURecurrent
-    model = Timed(cls(args.n_items, args.dim, args.seed))
+    if kind == "gru4rec":
+        model = Timed(make_gru4rec(args.n_items, args.dim, args.seed))
+    else:
+        cls = EmbScorer if kind == "emb" else GRURecurrent
+        model = Timed(cls(args.n_items, args.dim, args.seed))
     data = Samples.from_sessions(log) if protocol == "samples" else log
     pop = log.item_counts(args.n_items)
     t0 = time.perf_counter()
@@ -149,7 +178,7 @@ def run_case(case: str, args: argparse.Namespace) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n-items", type=int, default=40_000, help="catalogue size")
+    ap.add_argument("--n-items", type=int, default=60_000, help="catalogue size")
     ap.add_argument("--queries", type=int, default=60_000, help="number of test queries")
     ap.add_argument("--dim", type=int, default=100, help="embedding / hidden size")
     ap.add_argument("--batch-size", type=int, default=None, help="default: evaluate's auto")

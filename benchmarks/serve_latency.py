@@ -410,9 +410,8 @@ def ann_benchmark(args: argparse.Namespace) -> list[dict]:
         from seqrec.models import load_model
 
         model = load_model(args.model)
-        net = model.net_  # type: ignore[attr-defined]
-        base_w = net.Wy.detach().numpy()
-        base_b = net.By.detach().numpy()
+        wy, by = model.item_table()  # type: ignore[attr-defined]
+        base_w, base_b = wy.numpy(), by.numpy()
         if n == len(base_w):  # the model's own catalogue, unchanged
             w, b = base_w, base_b
         else:

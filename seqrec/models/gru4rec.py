@@ -51,6 +51,9 @@ from seqrec.sampling import PopularitySampler
 
 GATES = {"gru": 3, "lstm": 4, "rnn": 1}
 
+# Largest item table (bytes) for which inference keeps a contiguous copy of Wy^T.
+READOUT_COPY_MAX_BYTES = 256 * 2**20
+
 
 @dataclass(frozen=True)
 class GRU4RecConfig:
@@ -409,6 +412,9 @@ class GRU4Rec(Recommender):
     def _build(self, n_items: int) -> None:
         self.device_ = resolve_device(self.config.device)
         self.net_ = GRU4RecNet(n_items, self.config).to(self.device_)
+        self._wy_t: torch.Tensor | None = None  # inference cache, see _readout_weights
+        self._wy_key: tuple[int, int] | None = None
+        self._in_fit = False
 
     def fit(
         self,
@@ -427,17 +433,21 @@ class GRU4Rec(Recommender):
         torch.manual_seed(cfg.seed)
         self._build(self.n_items_)
         task = _Task(self, train, valid)
-        self.history_ = run_training(
-            task,
-            LoopOptions(
-                n_epochs=cfg.n_epochs,
-                checkpoint_dir=checkpoint_dir,
-                resume=resume,
-                patience=cfg.patience,
-                progress=progress,
-                desc="gru4rec",
-            ),
-        )
+        self._in_fit = True  # weights change in place: no inference cache meanwhile
+        try:
+            self.history_ = run_training(
+                task,
+                LoopOptions(
+                    n_epochs=cfg.n_epochs,
+                    checkpoint_dir=checkpoint_dir,
+                    resume=resume,
+                    patience=cfg.patience,
+                    progress=progress,
+                    desc="gru4rec",
+                ),
+            )
+        finally:
+            self._in_fit = False
         self.net_.eval()
         self.meta_["history"] = [
             {"epoch": h.epoch + 1, "loss": h.loss, "events_per_s": h.events_per_second, **h.metrics}
@@ -458,19 +468,64 @@ class GRU4Rec(Recommender):
         x = self.net_.input_table().index_select(0, items)
         return self.net_.recur(state, x, 0.0, 0.0, False)
 
+    def _readout_weights(self) -> torch.Tensor:
+        """``Wy^T`` as an (H, n_items) operand of the score product.
+
+        Outside training, a contiguous transposed copy is kept when the item table is at
+        most ``READOUT_COPY_MAX_BYTES``: the small-batch products of serving and
+        evaluation run about twice as fast on it as on the transposed view. The copy is
+        rebuilt whenever the weights are replaced or modified by torch ops."""
+        wy = self.net_.Wy
+        if self._in_fit or wy.numel() * wy.element_size() > READOUT_COPY_MAX_BYTES:
+            return wy.detach().t()
+        key = (id(wy), wy._version)
+        if self._wy_t is None or self._wy_key != key:
+            self._wy_t = wy.detach().t().contiguous()  # (H, n_items)
+            self._wy_key = key
+        return self._wy_t
+
     @torch.no_grad()
     def _scores(self, out: torch.Tensor) -> torch.Tensor:
-        return torch.addmm(self.net_.By, out, self.net_.Wy.t())  # (B, n_items)
+        return torch.addmm(self.net_.By, out, self._readout_weights())  # (B, n_items)
+
+    def _check_items(self, items: torch.Tensor | Any) -> torch.Tensor:
+        items = torch.as_tensor(items, dtype=torch.long, device=self.device_)
+        if items.numel() and (items.min() < 0 or items.max() >= self.n_items_):
+            raise ConfigError("step() got item ids outside the catalogue (encode them first)")
+        return items
 
     @torch.no_grad()
     def step(self, state: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Feed one item per session: (1, B, S) state, (B,) items -> (state, (B, n_items))."""
         self._check_fitted()
-        items = torch.as_tensor(items, dtype=torch.long, device=self.device_)
-        if items.numel() and (items.min() < 0 or items.max() >= self.n_items_):
-            raise ConfigError("step() got item ids outside the catalogue (encode them first)")
-        new, out = self._advance(state[0], items)
+        new, out = self._advance(state[0], self._check_items(items))
         return new.unsqueeze(0), self._scores(out)
+
+    @torch.no_grad()
+    def advance(self, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``step`` without the scores: (1, B, S) state, (B,) items -> (1, B, S) state."""
+        self._check_fitted()
+        new, _ = self._advance(state[0], self._check_items(items))
+        return new.unsqueeze(0)
+
+    # Scores are linear in a slice of the state, ``query . Wy^T + By``: a server reads a
+    # session's top-K from its stored state, or searches an inner-product index.
+    def query_from_state(self, state: torch.Tensor) -> torch.Tensor:
+        """(1, B, S) state -> (B, H) query: the last layer's output ``h``."""
+        net = self.net_
+        start = sum(h * (2 if net.cell == "lstm" else 1) for h in net.layers[:-1])
+        return state[0, :, start : start + net.layers[-1]]
+
+    @torch.no_grad()
+    def scores_from_state(self, state: torch.Tensor) -> torch.Tensor:
+        """(1, B, S) state -> (B, n_items) scores: what the ``step`` into it returned."""
+        self._check_fitted()
+        return self._scores(self.query_from_state(state))
+
+    def item_table(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The output item weights and biases ``(Wy (n_items, H), By (n_items,))``."""
+        self._check_fitted()
+        return self.net_.Wy.detach(), self.net_.By.detach()
 
     @torch.no_grad()
     def encode_histories(self, histories: Histories) -> tuple[torch.Tensor, torch.Tensor]:

@@ -166,11 +166,6 @@ Readout = Callable[[torch.Tensor], torch.Tensor]
 Replay = Callable[[np.ndarray], torch.Tensor]
 Step = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
-# Largest item table (bytes) for which serving keeps a transposed copy of GRU4Rec's
-# output weights: a contiguous (H, n_items) matrix makes the small-batch score product
-# about twice as fast as the transposed view the model uses.
-TRANSPOSED_COPY_MAX_BYTES = 256 * 2**20
-
 
 @dataclass
 class Adapters:
@@ -187,56 +182,39 @@ class Adapters:
     item_table: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
-def _gru4rec_adapters(model: Recommender, transposed_copy: bool = True) -> Adapters | None:
-    """GRU4Rec: scores are ``out . Wy^T + By`` where ``out`` is the last layer's ``h``,
-    a slice of the state, so a session's top-K can be read from its stored state; a
-    history is replayed with ``encode_histories``. Equal to ``model.step`` (tested)."""
-    from seqrec.models.gru4rec import GRU4Rec
-
-    if not isinstance(model, GRU4Rec):
+def _linear_adapters(model: Recommender) -> Adapters | None:
+    """Models whose scores are linear in a slice of their state, ``query . W^T + b``
+    (GRU4Rec): they expose ``advance``, ``query_from_state``, ``scores_from_state``,
+    ``item_table`` and ``encode_histories``, so a session's top-K is read from its stored
+    state (or an inner-product index) and a history is replayed in one batched pass.
+    Equal to ``model.step`` (tested)."""
+    needed = ("advance", "query_from_state", "scores_from_state", "item_table")
+    if not all(callable(getattr(model, n, None)) for n in (*needed, "encode_histories")):
         return None
-    net = model.net_
-    per = 2 if net.cell == "lstm" else 1
-    start = sum(h * per for h in net.layers[:-1])
-    width = net.layers[-1]
-    by = net.By.detach()
-    wy = net.Wy.detach()
-    if transposed_copy and wy.numel() * wy.element_size() <= TRANSPOSED_COPY_MAX_BYTES:
-        wy_t = wy.t().contiguous()  # (H, n_items)
-    else:
-        wy_t = wy.t()
+    m: Any = model
 
     def advance(states: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = net.input_table().index_select(0, items)  # (B, in0)
-        new, out = net.recur(states[0], x, 0.0, 0.0, False)  # (B, S), (B, H)
-        return new.unsqueeze(0), out
-
-    def step(states: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        new, out = advance(states, items)
-        return new, torch.addmm(by, out, wy_t)
-
-    def query(states: torch.Tensor) -> torch.Tensor:  # (1, B, S) -> (B, H)
-        return states[0, :, start : start + width]
-
-    def readout(states: torch.Tensor) -> torch.Tensor:  # (1, B, S) -> (B, n_items)
-        return torch.addmm(by, query(states), wy_t)
+        new = m.advance(states, items)
+        return new, m.query_from_state(new)
 
     def replay(history: np.ndarray) -> torch.Tensor:  # -> (1, 1, S)
-        state, _ = model.encode_histories([history])
+        state, _ = m.encode_histories([history])
         return state.unsqueeze(0)
 
     def encode(histories: list[np.ndarray]) -> torch.Tensor:  # -> (B, H)
-        return model.encode_histories(histories)[1]
+        return m.encode_histories(histories)[1]
 
-    return Adapters(step, readout, replay, query, advance, encode, (wy, by))
+    return Adapters(
+        m.step, m.scores_from_state, replay, m.query_from_state, advance, encode, m.item_table()
+    )
 
 
-def _adapters(model: Recommender, transposed_copy: bool = True) -> Adapters:
-    """Fast paths for a recurrent model: GRU4Rec's are built here; a model may also
-    define ``scores_from_state(state)``; otherwise ``step`` is the model's own, there is
-    no read-out (a session's top-K rescores its history) and a history is replayed one
+def _adapters(model: Recommender) -> Adapters:
+    """Fast paths for a recurrent model: see :func:`_linear_adapters`; a model may also
+    define only ``scores_from_state(state)``; otherwise ``step`` is the model's own, there
+    is no read-out (a session's top-K rescores its history) and a history is replayed one
     ``step`` at a time."""
-    found = _gru4rec_adapters(model, transposed_copy)
+    found = _linear_adapters(model)
     if found is not None:
         return found
     m: Any = model
@@ -320,7 +298,7 @@ class LoadedModel:
             use_ann = ann == "faiss" or (
                 ann == "auto" and self.n_items >= ann_min_items and faiss_available()
             )
-            self.adapters = _adapters(model, transposed_copy=not use_ann)
+            self.adapters = _adapters(model)
             if use_ann:
                 self._build_ann(ann_nprobe)
         elif ann == "faiss":

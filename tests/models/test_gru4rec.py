@@ -181,3 +181,29 @@ def test_validation_on_leave_one_out_samples():
     valid = Samples.from_lists([[1, 2], [7]], [3, 8])
     model = fit({"n_epochs": 2}, valid=valid)
     assert 0.0 <= model.history_[-1].metrics["recall@20"] <= 1.0
+
+
+def test_readout_api_matches_step_and_cache_follows_weight_changes():
+    """scores_from_state(state) == the scores step returned into it; query/item_table
+    are the linear read-out; the contiguous Wy^T cache is rebuilt after weights change."""
+    model = fit({"layers": [12, 10], "cell": "lstm"})
+    state = model.init_state(2)
+    for items in ([1, 2], [3, 4], [5, 6]):
+        state, scores = model.step(state, torch.tensor(items))
+    assert torch.equal(model.scores_from_state(state), scores)
+    w, b = model.item_table()
+    q = model.query_from_state(state)
+    assert q.shape == (2, 10) and w.shape == (model.n_items_, 10)
+    assert torch.allclose(q @ w.T + b, scores, atol=1e-5)
+    assert torch.equal(
+        model.advance(model.init_state(1), torch.tensor([1])),
+        model.step(model.init_state(1), torch.tensor([1]))[0],
+    )
+    before = model.scores_from_state(state)
+    with torch.no_grad():
+        model.net_.Wy.mul_(2.0)  # an in-place change: the cached copy must not be stale
+    after = model.scores_from_state(state)
+    assert not torch.allclose(before, after)
+    assert torch.allclose(after, q @ model.net_.Wy.T + model.net_.By, atol=1e-5)
+    refit = fit({"layers": [12, 10], "cell": "lstm", "n_epochs": 2})
+    assert not torch.allclose(refit.scores_from_state(state), after)

@@ -15,22 +15,12 @@ import time
 from typing import Any
 
 from seqrec import __version__
+from seqrec.data.formats import FORMATS as _FORMATS
+from seqrec.data.formats import PROTOCOLS as _PROTOCOLS
 from seqrec.errors import SeqrecError
 
-FORMATS = [
-    "auto",
-    "tsv",
-    "csv",
-    "parquet",
-    "sessions",
-    "s3rec",
-    "user-item",
-    "recbole",
-    "movielens",
-    "taobao",
-    "yoochoose-raw",
-]
-PROTOCOLS = ["auto", "next-item", "samples", "last-item"]
+FORMATS = ["auto", *_FORMATS]
+PROTOCOLS = ["auto", *_PROTOCOLS]
 TIES = ["conservative", "optimistic", "average"]
 
 log = logging.getLogger("seqrec")

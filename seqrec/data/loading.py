@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from seqrec.data import benchmarks as bm
 from seqrec.data.events import ALIASES, Columns, check_file, read_events, sniff_delimiter
+from seqrec.data.formats import FORMATS, HISTORY_FORMATS, PROTOCOLS
 from seqrec.data.idmap import ItemIndex
 from seqrec.data.preprocess import leave_one_out
 from seqrec.data.report import DataReport
@@ -27,20 +28,6 @@ from seqrec.data.samples import Samples
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import DataError
 
-FORMATS = (
-    "tsv",
-    "csv",
-    "parquet",
-    "sessions",
-    "s3rec",
-    "user-item",
-    "recbole",
-    "movielens",
-    "taobao",
-    "yoochoose-raw",
-)
-HISTORY_FORMATS = frozenset({"s3rec", "user-item", "recbole", "movielens"})
-PROTOCOLS = ("next-item", "samples", "last-item")
 SESSIONS_FILES = ("train_sessions.txt", "test_sessions.txt", "test_samples.tsv")
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 _INTS = re.compile(r"^[0-9 \t]+$")

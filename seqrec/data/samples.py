@@ -36,12 +36,17 @@ class Samples:
     @classmethod
     def from_sessions(cls, log: SessionLog) -> Samples:
         """Every position t >= 1 of every session: prefix items[:t] -> label items[t]."""
-        prefixes, labels = [], []
-        for s in log:
-            for t in range(1, len(s)):
-                prefixes.append(s[:t])
-                labels.append(int(s[t]))
-        return cls.from_lists(prefixes, labels)
+        lens = np.diff(log.offsets).astype(np.int64)
+        n_q = np.maximum(lens - 1, 0)  # queries per session
+        starts = np.repeat(log.offsets[:-1].astype(np.int64), n_q)  # per query
+        # t = 1..L-1 within each session: position in the run of its session's queries
+        first = np.repeat(np.cumsum(n_q) - n_q, n_q)
+        t = np.arange(int(n_q.sum()), dtype=np.int64) - first + 1  # prefix lengths
+        offsets = np.concatenate([[0], np.cumsum(t)])
+        # item positions of every prefix: starts[q] + 0..t[q]-1, without a Python loop
+        pos = np.repeat(starts - offsets[:-1], t) + np.arange(int(offsets[-1]), dtype=np.int64)
+        prefixes = SessionLog(offsets=offsets, items=log.items[pos])
+        return cls(prefixes, log.items[starts + t])
 
     @classmethod
     def last_item(cls, log: SessionLog) -> Samples:

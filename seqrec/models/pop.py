@@ -68,10 +68,12 @@ class SessionPop(Pop):
         pop = self.popularity_
         base = pop / (pop.max() + 1.0)  # in [0, 1): only breaks ties between equal counts
         scores = base.unsqueeze(0).repeat(len(histories), 1)  # (B, n_items)
-        for b, h in enumerate(histories):
-            h = np.asarray(h, dtype=np.int64)
-            h = h[h >= 0]
-            if len(h):
-                idx = torch.as_tensor(h)
-                scores[b].index_add_(0, idx, torch.ones(len(h)))
-        return scores
+        hs = [np.asarray(h, dtype=np.int64) for h in histories]
+        if not hs:
+            return scores
+        rows = np.repeat(np.arange(len(hs)), [len(h) for h in hs])
+        cols = np.concatenate(hs)
+        keep = cols >= 0  # unknown items (-1) do not count
+        flat = torch.as_tensor(rows[keep] * self.n_items_ + cols[keep])
+        scores.view(-1).index_add_(0, flat, torch.ones(len(flat), dtype=scores.dtype))
+        return scores  # one vectorised scatter for the whole batch

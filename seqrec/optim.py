@@ -11,11 +11,23 @@ accumulators too), and ``param.grad`` for ordinary dense parameters.
   p -= v``. With sparse rows, rows that do not take part in a step keep their
   accumulator and velocity untouched (their pending momentum is not applied).
 * :class:`RowAdam` - Adam; item-matrix rows are updated lazily (like SparseAdam).
+
+Speed (GRU4Rec's training step runs these every step). On contiguous float32 CPU
+tensors :class:`AdagradM` uses the fused C++ kernels of :mod:`seqrec.fused` (one
+in-place pass over the touched rows, one pass over all dense tensors of a step via
+:meth:`RowOptimizer.step_dense_many`); elsewhere (CUDA, kernels switched off or not
+buildable) it runs the torch formulation below. The two agree to float rounding
+(``sqrt``), see :mod:`seqrec.fused`. The torch row update can be given the rows'
+current values (``old``, which the training step has gathered anyway) and then writes
+``old - step`` with ``index_copy_`` instead of ``index_add_``: bit for bit the same
+result, less work.
 """
 
 from __future__ import annotations
 
 import torch
+
+from seqrec import fused
 
 
 class RowOptimizer:
@@ -54,9 +66,20 @@ class RowOptimizer:
         self._update(name, p.data, p.grad, None)
         p.grad = None
 
-    def step_rows(self, name: str, rows: torch.Tensor, grad: torch.Tensor) -> None:
-        """Update rows ``rows`` (unique indices) of parameter ``name`` with ``grad``."""
+    def step_rows(
+        self, name: str, rows: torch.Tensor, grad: torch.Tensor, old: torch.Tensor | None = None
+    ) -> None:
+        """Update rows ``rows`` (unique indices) of parameter ``name`` with ``grad``.
+
+        ``old``: optionally the current values of those rows (``param[rows]``, a copy);
+        an optimiser may use it to avoid gathering them again.
+        """
         self._update(name, self.params[name].data, grad, rows)
+
+    def step_dense_many(self, names: list[str], grads: list[torch.Tensor]) -> None:
+        """Update whole parameters ``names`` with the gradients ``grads`` (not ``.grad``)."""
+        for name, g in zip(names, grads, strict=True):
+            self._update(name, self.params[name].data, g, None)
 
     def _update(
         self, name: str, p: torch.Tensor, g: torch.Tensor, rows: torch.Tensor | None
@@ -74,11 +97,23 @@ class AdagradM(RowOptimizer):
         self.momentum = momentum
         self.eps = eps
 
+    def _kernels(self, *tensors: torch.Tensor):
+        """The fused kernels if they apply to these tensors, else None."""
+        if not fused.cpu_float_contiguous(*tensors):
+            return None
+        return fused.kernels()
+
     def _update(
         self, name: str, p: torch.Tensor, g: torch.Tensor, rows: torch.Tensor | None
     ) -> None:
         st = self.state[name]
         if rows is None:
+            ext = self._kernels(p, g, st["acc"], st["vel"])
+            if ext is not None:
+                ext.adagrad_dense_(
+                    [p], [st["acc"]], [st["vel"]], [g], self.lr, self.eps, self.momentum
+                )
+                return
             acc = st["acc"]
             acc.addcmul_(g, g)
             upd = g / (acc + self.eps).sqrt_()
@@ -89,15 +124,51 @@ class AdagradM(RowOptimizer):
             else:
                 p.sub_(upd, alpha=self.lr)
             return
+        self._update_rows(name, p, g, rows, None)
+
+    def step_rows(
+        self, name: str, rows: torch.Tensor, grad: torch.Tensor, old: torch.Tensor | None = None
+    ) -> None:
+        self._update_rows(name, self.params[name].data, grad, rows, old)
+
+    def _update_rows(
+        self,
+        name: str,
+        p: torch.Tensor,
+        g: torch.Tensor,
+        rows: torch.Tensor,
+        old: torch.Tensor | None,
+    ) -> None:
+        st = self.state[name]
+        ext = self._kernels(p, g, st["acc"], st["vel"])
+        if ext is not None and rows.device.type == "cpu" and rows.is_contiguous():
+            ext.adagrad_rows_(p, st["acc"], st["vel"], rows, g, self.lr, self.eps, self.momentum)
+            return
         acc = st["acc"].index_select(0, rows).addcmul_(g, g)  # (R, d)
         st["acc"].index_copy_(0, rows, acc)
         upd = g / (acc + self.eps).sqrt_()
         if self.momentum > 0:
             vel = st["vel"].index_select(0, rows).mul_(self.momentum).add_(upd, alpha=self.lr)
             st["vel"].index_copy_(0, rows, vel)
-            p.index_add_(0, rows, vel, alpha=-1.0)
+            step, alpha = vel, -1.0
         else:
-            p.index_add_(0, rows, upd, alpha=-self.lr)
+            step, alpha = upd, -self.lr
+        if old is None:
+            p.index_add_(0, rows, step, alpha=alpha)
+        elif p.dim() > 1:  # index_add_ adds each row with add_(alpha): one fused rounding
+            p.index_copy_(0, rows, torch.add(old, step, alpha=alpha))
+        else:  # 1-D index_add_ is a scalar loop: multiply, then add
+            p.index_copy_(0, rows, old + step * alpha)
+
+    def step_dense_many(self, names: list[str], grads: list[torch.Tensor]) -> None:
+        ps = [self.params[n].data for n in names]
+        accs = [self.state[n]["acc"] for n in names]
+        vels = [self.state[n]["vel"] for n in names]
+        ext = self._kernels(*ps, *accs, *vels, *grads)
+        if ext is None:
+            super().step_dense_many(names, grads)
+            return
+        ext.adagrad_dense_(ps, accs, vels, grads, self.lr, self.eps, self.momentum)
 
 
 class RowAdam(RowOptimizer):

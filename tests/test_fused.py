@@ -1,0 +1,165 @@
+"""The compiled Adagrad kernels (seqrec.fused) against the torch formulation.
+
+The kernels reproduce the torch update operation by operation; the one rounding
+difference is ``sqrt`` (torch's CPU sqrt goes through MKL's vector math, not always
+correctly rounded; the kernels' is IEEE), so parameters and velocities agree to
+~1 ulp of the step (asserted with rtol 1e-6), accumulators and untouched rows exactly.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from seqrec import fused
+from seqrec.optim import AdagradM
+
+
+@pytest.fixture
+def ext():
+    mod = fused.kernels()
+    if mod is None:
+        pytest.skip("fused kernels unavailable here (switched off or no compiler)")
+    return mod
+
+
+@pytest.fixture
+def torch_only(monkeypatch):
+    monkeypatch.setenv(fused.ENV_SWITCH, "0")
+    fused._reset()
+    yield
+    fused._reset()
+
+
+def test_kernels_build_where_a_compiler_is_available():
+    if fused._switched_off():
+        pytest.skip(f"{fused.ENV_SWITCH}=0")
+    if not (shutil.which("c++") or shutil.which("g++")) or not shutil.which("ninja"):
+        pytest.skip("no C++ compiler or ninja: the pure-torch path is used")
+    assert fused.kernels() is not None
+
+
+def _ref_rows(p, acc, vel, rows, g, lr, eps, mom):
+    """seqrec's torch row update (AdagradM before the kernels), on copies."""
+    p, acc, vel = p.clone(), acc.clone(), vel.clone()
+    a = acc.index_select(0, rows).addcmul_(g, g)
+    acc.index_copy_(0, rows, a)
+    u = g / (a + eps).sqrt_()
+    if mom > 0:
+        v = vel.index_select(0, rows).mul_(mom).add_(u, alpha=lr)
+        vel.index_copy_(0, rows, v)
+        p.index_add_(0, rows, v, alpha=-1.0)
+    else:
+        p.index_add_(0, rows, u, alpha=-lr)
+    return p, acc, vel
+
+
+@pytest.mark.parametrize("width", [0, 1, 7, 100])  # 0: a 1-D table (By)
+@pytest.mark.parametrize("mom", [0.0, 0.4])
+def test_row_kernel_matches_torch_update(ext, width, mom):
+    torch.manual_seed(width)
+    N, R = 500, 177
+    shape = (N, width) if width else (N,)
+    p, acc = torch.randn(shape), torch.rand(shape)
+    vel = torch.randn(shape) * 0.01
+    rows = torch.randperm(N)[:R]  # unique, unsorted
+    g = torch.randn((R, width) if width else (R,))
+    g[:5] = 0.0  # zero gradients: momentum still moves the row
+    ref = _ref_rows(p, acc, vel, rows, g, 0.07, 1e-6, mom)
+    ext.adagrad_rows_(p, acc, vel, rows, g, 0.07, 1e-6, mom)
+    torch.testing.assert_close(acc, ref[1], rtol=1e-7, atol=0)
+    torch.testing.assert_close(p, ref[0], rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(vel, ref[2], rtol=1e-6, atol=1e-8)
+    untouched = torch.ones(N, dtype=torch.bool)
+    untouched[rows] = False
+    assert torch.equal(p[untouched], ref[0][untouched])
+    assert torch.equal(acc[untouched], ref[1][untouched])
+
+
+@pytest.mark.parametrize("mom", [0.0, 0.4])
+def test_dense_kernel_matches_torch_update(ext, mom):
+    torch.manual_seed(1)
+    shapes = [(30, 24), (8, 24), (24,)]
+    ps = [torch.randn(s) for s in shapes]
+    accs = [torch.rand(s) for s in shapes]
+    vels = [torch.randn(s) * 0.01 for s in shapes]
+    gs = [torch.randn(s) for s in shapes]
+    refs = []
+    for p, a, v, g in zip(ps, accs, vels, gs, strict=True):
+        p, a, v = p.clone(), a.clone(), v.clone()
+        a.addcmul_(g, g)
+        u = g / (a + 1e-6).sqrt_()
+        if mom > 0:
+            v.mul_(mom).add_(u, alpha=0.05)
+            p.sub_(v)
+        else:
+            p.sub_(u, alpha=0.05)
+        refs.append((p, a, v))
+    ext.adagrad_dense_(ps, accs, vels, gs, 0.05, 1e-6, mom)
+    for (rp, ra, rv), p, a, v in zip(refs, ps, accs, vels, strict=True):
+        torch.testing.assert_close(a, ra, rtol=1e-7, atol=0)
+        torch.testing.assert_close(p, rp, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(v, rv, rtol=1e-6, atol=1e-8)
+
+
+def test_row_kernel_rejects_bad_arguments(ext):
+    p, acc, vel = torch.zeros(4, 3), torch.zeros(4, 3), torch.zeros(4, 3)
+    g = torch.ones(2, 3)
+    with pytest.raises(RuntimeError, match="out of range"):
+        ext.adagrad_rows_(p, acc, vel, torch.tensor([0, 4]), g, 0.1, 1e-6, 0.0)
+    with pytest.raises(RuntimeError, match="float32"):
+        ext.adagrad_rows_(p.double(), acc, vel, torch.tensor([0, 1]), g, 0.1, 1e-6, 0.0)
+    with pytest.raises(RuntimeError, match="one row per index"):
+        ext.adagrad_rows_(p, acc, vel, torch.tensor([0]), g, 0.1, 1e-6, 0.0)
+    with pytest.raises(RuntimeError, match="contiguous"):
+        ext.adagrad_rows_(p, acc, vel, torch.tensor([0, 1]), torch.ones(3, 2).t(), 0.1, 1e-6, 0)
+
+
+def _opt_run(mom: float, use_old: bool, dtype=torch.float32):
+    torch.manual_seed(7)
+    W = torch.nn.Parameter(torch.randn(50, 6, dtype=dtype))
+    b = torch.nn.Parameter(torch.randn(50, dtype=dtype))
+    D = torch.nn.Parameter(torch.randn(6, 9, dtype=dtype))
+    opt = AdagradM({"W": W, "b": b, "D": D}, lr=0.1, momentum=mom)
+    for step in range(6):
+        rows = torch.randperm(50)[: 10 + step].sort().values
+        gw, gb = torch.randn(len(rows), 6, dtype=dtype), torch.randn(len(rows), dtype=dtype)
+        opt.tick()
+        opt.step_rows("W", rows, gw, old=W.data[rows] if use_old else None)
+        opt.step_rows("b", rows, gb, old=b.data[rows] if use_old else None)
+        opt.step_dense_many(["D"], [torch.randn(6, 9, dtype=dtype)])
+    return W.data, b.data, D.data, opt.state_dict()
+
+
+@pytest.mark.parametrize("mom", [0.0, 0.3])
+def test_torch_row_update_with_old_rows_is_bit_exact(torch_only, mom):
+    """index_copy_ of old - step (given the gathered rows) == index_add_ of -step."""
+    a, b = _opt_run(mom, use_old=False), _opt_run(mom, use_old=True)
+    for x, y in zip(a[:3], b[:3], strict=True):
+        assert torch.equal(x, y)
+    for k in a[3]:
+        assert torch.equal(a[3][k], b[3][k]), k
+
+
+@pytest.mark.parametrize("mom", [0.0, 0.3])
+def test_optimizer_with_kernels_matches_pure_torch(ext, monkeypatch, mom):
+    got = _opt_run(mom, use_old=True)
+    monkeypatch.setenv(fused.ENV_SWITCH, "0")
+    fused._reset()
+    try:
+        ref = _opt_run(mom, use_old=True)
+    finally:
+        fused._reset()
+    for x, y in zip(got[:3], ref[:3], strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_non_float32_tensors_take_the_torch_path(ext):
+    W, _, D, _ = _opt_run(0.3, use_old=True, dtype=torch.float64)
+    assert W.dtype == torch.float64 and torch.isfinite(W).all() and torch.isfinite(D).all()
+
+
+def test_switched_off_means_no_kernels(torch_only):
+    assert fused.kernels() is None

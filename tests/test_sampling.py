@@ -166,3 +166,51 @@ def test_cuda_device_round_trip() -> None:
     restored = make()
     restored.load_state_dict(state)
     np.testing.assert_array_equal(_draws_cuda(restored, 10), expected)
+
+
+# -- background refresh -----------------------------------------------------------------
+
+
+def _pair(**kw) -> tuple[PopularitySampler, PopularitySampler]:
+    args = {"counts": COUNTS, "alpha": 0.5, "n_sample": 6, "cache_size": 24, "seed": 11, **kw}
+    return PopularitySampler(**args), PopularitySampler(**args, background=True)
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_background_refresh_draws_what_the_synchronous_sampler_draws(
+    large: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if large:  # the inverse-CDF path draws from the generator too
+        monkeypatch.setattr("seqrec.sampling._MULTINOMIAL_MAX_CATEGORIES", 5)
+    sync, bg = _pair()
+    for _ in range(7):  # 7 x 4 calls: 7 refreshes, each one prefetched in a thread
+        np.testing.assert_array_equal(_draws(bg, 4), _draws(sync, 4))
+        assert bg.refreshes == sync.refreshes
+    assert bg.refreshes == 7
+    assert bg._next is not None  # the 8th cache is on its way
+
+
+@pytest.mark.parametrize("n_before", [0, 1, 3, 4, 5, 9])
+def test_background_state_dict_and_resume_are_exact(n_before: int) -> None:
+    sync, bg = _pair()
+    _draws(sync, n_before)
+    _draws(bg, n_before)
+    state_bg, state_sync = bg.state_dict(), sync.state_dict()
+    assert state_bg.keys() == state_sync.keys()
+    for k, v in state_sync.items():
+        assert torch.equal(torch.as_tensor(state_bg[k]), torch.as_tensor(v)), k
+    expected = _draws(sync, 10)
+    np.testing.assert_array_equal(_draws(bg, 10), expected)
+    for target in _pair():  # a synchronous and a background sampler resume the same
+        _draws(target, 5)  # its own progress (and pending prefetch) is overwritten
+        target.load_state_dict(state_bg)
+        np.testing.assert_array_equal(_draws(target, 10), expected)
+
+
+def test_background_draw_errors_reach_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    _, bg = _pair()
+    _draws(bg, 4)  # first cache drawn, the second one prefetching
+    bg._next.wait()
+    bg._next._error = RuntimeError("draw failed")
+    with pytest.raises(RuntimeError, match="draw failed"):
+        _draws(bg, 1)

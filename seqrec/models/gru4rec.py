@@ -83,6 +83,11 @@ class GRU4RecConfig:
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
     patience: int = 0  # early stopping on valid recall@20 (0 = off)
     eval_batch_size: int = 512
+    # training step: true = the fast manual-backward step (seqrec.models.gru4rec_step)
+    # whenever it supports the config (cell gru; otherwise the autograd step is used,
+    # logged at debug level); false = the autograd reference step. The two give the
+    # same results up to float rounding.
+    fast_step: bool = True
 
     def validate(self) -> None:
         def bad(msg: str) -> None:
@@ -120,6 +125,8 @@ class GRU4RecConfig:
             bad("init_scale must be > 0")
         if self.patience < 0:
             bad("patience must be >= 0")
+        if not isinstance(self.fast_step, bool):
+            bad("fast_step must be true or false")
 
 
 def _glorot(rows: int, cols: int, gates: int, scale: float, gen: torch.Generator) -> torch.Tensor:
@@ -243,6 +250,8 @@ class _Task:
         self.train_log = train
         self.valid = valid
         counts = train.item_counts(model.n_items_)
+        from seqrec.sampling import spare_core
+
         self.sampler = PopularitySampler(
             counts,
             cfg.sample_alpha,
@@ -250,6 +259,9 @@ class _Task:
             cache_size=cfg.sample_cache,
             seed=cfg.seed,
             device=self.device,
+            # the next cache is drawn in a thread while this one is used (same draws),
+            # when a CPU core is left over by torch's threads
+            background=self.device.type == "cpu" and spare_core(),
         )
         self.log_q = self.sampler.log_prob.to(self.device) if cfg.logq > 0 else None
         self.loss_fn = get_loss(cfg.loss)
@@ -265,6 +277,9 @@ class _Task:
         self.params = params
         self.state: torch.Tensor | None = None
         self._plans: dict[int, ParallelPlan] = {}
+        from seqrec.models.gru4rec_step import make_fast_step
+
+        self.fast_step = make_fast_step(self)  # None: the autograd step below
 
     # -- TrainTask protocol -------------------------------------------------
     def plan(self, epoch: int) -> ParallelPlan:
@@ -298,6 +313,8 @@ class _Task:
     def train_step(
         self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]
     ) -> tuple[torch.Tensor, int]:
+        if self.fast_step is not None:
+            return self.fast_step(batch)
         inp, tgt, reset, full = batch
         cfg, net = self.cfg, self.net
         assert self.state is not None

@@ -90,9 +90,26 @@ def test_only_touched_item_rows_are_updated():
     assert not torch.equal(model.net_.Wy.data[:20], before.net_.Wy.data[:20])
 
 
-def test_resume_after_kill_gives_identical_weights(tmp_path, monkeypatch):
-    cfg = {"n_epochs": 3, "dropout_p_hidden": 0.3, "shuffle": True, "momentum": 0.3}
-    full = fit(cfg)
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},  # the default: fast training step, fused optimiser kernels
+        {"spare_core": True},  # ... and the background refresh of the sampler cache
+        {"fast_step": False},  # the autograd reference step
+        {"layers": [16, 8], "loss": "bpr-max", "elu_param": 0.5, "dropout_p_embed": 0.2},
+    ],
+    ids=["default", "background-sampler", "autograd", "bprmax-2-layers"],
+)
+def test_resume_after_kill_gives_identical_weights(tmp_path, monkeypatch, caplog, extra):
+    extra = dict(extra)
+    if extra.pop("spare_core", False):  # as with fewer torch threads than cores
+        monkeypatch.setattr("seqrec.sampling.spare_core", lambda: True)
+    cfg = {"n_epochs": 3, "dropout_p_hidden": 0.3, "shuffle": True, "momentum": 0.3, **extra}
+    cfg["sample_cache"] = 80  # several background cache refreshes per epoch
+    with caplog.at_level("DEBUG", logger="seqrec.models.gru4rec"):
+        full = fit(cfg)
+    step = "autograd" if extra.get("fast_step") is False else "fast"
+    assert f"training step: {step}" in caplog.text
 
     real_save = training.save_checkpoint
     calls = {"n": 0}

@@ -27,6 +27,9 @@ Measured per run:
                first of its session). This is the headline figure compared with the
                official one (``ratio`` = events/s / official, target >= 2.5).
   loop ev/s    ``model.history_[-1].events_per_second`` (same events, epoch loop only).
+  fused        whether seqrec's compiled optimiser kernels (seqrec.fused) were in use;
+               they are built (or loaded from torch's extension cache) before the
+               timer starts (``fused_load_s``), as a one-time per-machine cost.
   all ev/s     n_events / fit_s (counting every event of the log; for reference).
   peak RSS     ru_maxrss of the subprocess (includes the synthetic log, ~20 MB at 1M).
   cuda peak    torch.cuda.max_memory_allocated (with --device cuda).
@@ -50,6 +53,8 @@ Examples::
     .venv/bin/python benchmarks/train_speed.py --config ce-100-b32 --events 200000
     .venv/bin/python benchmarks/train_speed.py --repeat 3 --threads 1
     .venv/bin/python benchmarks/train_speed.py --config ce-100-b128 --set n_sample=0
+    .venv/bin/python benchmarks/train_speed.py --set fast_step=false   # autograd step
+    .venv/bin/python benchmarks/train_speed.py --env SEQREC_FUSED=0    # no C++ kernels
 """
 
 from __future__ import annotations
@@ -160,6 +165,11 @@ def worker(args: argparse.Namespace) -> None:
     t = time.perf_counter()
     log = make_log(args.events, args.items, args.zipf, args.mean_length, args.seed)
     gen_s = time.perf_counter() - t
+    from seqrec import fused
+
+    t = time.perf_counter()
+    fused_ok = fused.kernels() is not None  # build / load outside the timed fit
+    fused_load_s = time.perf_counter() - t
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     model = GRU4Rec(cfg)
     if args.device.startswith("cuda"):
@@ -205,6 +215,9 @@ def worker(args: argparse.Namespace) -> None:
         "proto": args.proto,
         "env": args.env or [],
         "proto_bg": args.proto_bg,
+        "fast_step": bool(cfg.get("fast_step", True)),
+        "fused": fused_ok,
+        "fused_load_s": fused_load_s,
     }
     if args.device.startswith("cuda"):
         res["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20

@@ -193,8 +193,10 @@ class PopularitySampler:
             self._pos = 0
 
 
-def spare_core() -> bool:
-    """True if this process may use more CPU cores than torch's intra-op threads.
+def spare_core(threads: int | None = None) -> bool:
+    """True if this process may use more CPU cores than ``threads`` intra-op threads.
+
+    ``threads`` defaults to torch's current setting (``torch.get_num_threads()``).
 
     A background cache draw then runs on a core of its own. Without one it would compete
     with torch's OpenMP threads, which wait for each other at every parallel region: on
@@ -204,7 +206,7 @@ def spare_core() -> bool:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
-    return cores > torch.get_num_threads()
+    return cores > (threads if threads is not None else torch.get_num_threads())
 
 
 class _Prefetch:

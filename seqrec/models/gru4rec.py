@@ -83,6 +83,8 @@ class GRU4RecConfig:
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
     patience: int = 0  # early stopping on valid recall@20 (0 = off)
     eval_batch_size: int = 512
+    # intra-op CPU threads of the training steps; 0 = auto (see train_threads)
+    threads: int = 0
     # training step: true = the fast manual-backward step (seqrec.models.gru4rec_step)
     # whenever it supports the config (cell gru; otherwise the autograd step is used,
     # logged at debug level); false = the autograd reference step. The two give the
@@ -127,6 +129,8 @@ class GRU4RecConfig:
             bad("patience must be >= 0")
         if not isinstance(self.fast_step, bool):
             bad("fast_step must be true or false")
+        if self.threads < 0:
+            bad("threads must be >= 0 (0 = auto)")
 
 
 def _glorot(rows: int, cols: int, gates: int, scale: float, gen: torch.Generator) -> torch.Tensor:
@@ -236,6 +240,28 @@ class GRU4RecNet(nn.Module):
         return new_state, inp
 
 
+# auto threads: steps with batch_size * largest layer up to this use one intra-op thread
+SMALL_STEP_WORK = 4096
+
+
+def train_threads(cfg: GRU4RecConfig) -> int:
+    """Intra-op threads for the CPU training steps of ``cfg`` (0 = leave torch's setting).
+
+    ``threads > 0`` is taken as given. Auto (``threads = 0``): one thread when the step
+    is small (``batch_size * max(layers) <= SMALL_STEP_WORK``, e.g. batch 32 with [100]),
+    torch's current setting otherwise. A small step's matmuls are too short to pay for
+    waking a second OpenMP thread at every op, and the core left free draws the next
+    negative-sample cache in the background. Measured on 2 cores (benchmarks/PROFILE.md):
+    batch 32 [100] 15-17k events/s with 1 thread against 10-17k with 2; batch 128 [100]
+    25k with 1 thread against 34-40k with 2.
+    """
+    if cfg.threads > 0:
+        return cfg.threads
+    if cfg.batch_size * max(cfg.layers) <= SMALL_STEP_WORK:
+        return 1
+    return 0
+
+
 class _Task:
     """GRU4Rec's plug-in for the training loop (seqrec.training.TrainTask)."""
 
@@ -252,6 +278,8 @@ class _Task:
         counts = train.item_counts(model.n_items_)
         from seqrec.sampling import spare_core
 
+        # CPU threads of the training steps, set while an epoch's batches are consumed
+        self.threads = train_threads(cfg) if self.device.type == "cpu" else 0
         self.sampler = PopularitySampler(
             counts,
             cfg.sample_alpha,
@@ -261,7 +289,7 @@ class _Task:
             device=self.device,
             # the next cache is drawn in a thread while this one is used (same draws),
             # when a CPU core is left over by torch's threads
-            background=self.device.type == "cpu" and spare_core(),
+            background=self.device.type == "cpu" and spare_core(self.threads or None),
         )
         self.log_q = self.sampler.log_prob.to(self.device) if cfg.logq > 0 else None
         self.loss_fn = get_loss(cfg.loss)
@@ -307,8 +335,15 @@ class _Task:
         targets = torch.from_numpy(plan.targets).to(dev)
         resets = torch.from_numpy(plan.resets).to(dev)
         full = (plan.targets >= 0).all(axis=1)
-        for t in range(plan.n_steps):
-            yield inputs[t], targets[t], resets[t], bool(full[t])
+        previous = torch.get_num_threads()
+        if self.threads and self.threads != previous:
+            torch.set_num_threads(self.threads)
+        try:
+            for t in range(plan.n_steps):
+                yield inputs[t], targets[t], resets[t], bool(full[t])
+        finally:
+            if torch.get_num_threads() != previous:
+                torch.set_num_threads(previous)
 
     def train_step(
         self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]

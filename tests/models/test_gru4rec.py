@@ -103,7 +103,7 @@ def test_only_touched_item_rows_are_updated():
 def test_resume_after_kill_gives_identical_weights(tmp_path, monkeypatch, caplog, extra):
     extra = dict(extra)
     if extra.pop("spare_core", False):  # as with fewer torch threads than cores
-        monkeypatch.setattr("seqrec.sampling.spare_core", lambda: True)
+        monkeypatch.setattr("seqrec.sampling.spare_core", lambda threads=None: True)
     cfg = {"n_epochs": 3, "dropout_p_hidden": 0.3, "shuffle": True, "momentum": 0.3, **extra}
     cfg["sample_cache"] = 80  # several background cache refreshes per epoch
     with caplog.at_level("DEBUG", logger="seqrec.models.gru4rec"):
@@ -155,6 +155,7 @@ def test_validation_and_early_stopping():
         {"cell": "transformer"},
         {"n_sample": -1},
         {"momentum": 1.5},
+        {"threads": -1},
     ],
 )
 def test_bad_configs_are_clear_errors(bad):

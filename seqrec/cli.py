@@ -616,8 +616,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         choices=["auto", "exact", "faiss"],
         help="top-K search: exact scoring, or an approximate faiss inner-product index "
-        "(GRU4Rec; needs faiss-cpu); auto (default) = faiss from 200,000 items when "
-        "faiss is installed, else exact",
+        "(GRU4Rec; needs faiss-cpu); auto (default) = faiss from 15,000 items when "
+        "faiss is installed (recall@20 0.999 measured at 43k items), else exact",
     )
     p.add_argument(
         "--ann-nprobe",

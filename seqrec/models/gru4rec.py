@@ -48,6 +48,7 @@ from seqrec.losses import get_loss
 from seqrec.models.base import Histories, Recommender, resolve_device
 from seqrec.optim import AdagradM, RowAdam, RowOptimizer
 from seqrec.sampling import PopularitySampler
+from seqrec.sysmem import keep_freed_memory
 
 GATES = {"gru": 3, "lstm": 4, "rnn": 1}
 
@@ -90,6 +91,11 @@ class GRU4RecConfig:
     # logged at debug level); false = the autograd reference step. The two give the
     # same results up to float rounding.
     fast_step: bool = True
+    # dtype of the training step's matrix products: "float32" (default) or "bfloat16"
+    # (operands rounded to bfloat16, products accumulated in float32 and returned in
+    # bfloat16; weights, optimiser state, loss and evaluation stay float32). Fast step
+    # only. ~2.4x the matmul rate on CPUs with AVX512-BF16/AMX and on GPUs.
+    matmul_precision: Literal["float32", "bfloat16"] = "float32"
 
     def validate(self) -> None:
         def bad(msg: str) -> None:
@@ -131,6 +137,10 @@ class GRU4RecConfig:
             bad("fast_step must be true or false")
         if self.threads < 0:
             bad("threads must be >= 0 (0 = auto)")
+        if self.matmul_precision not in ("float32", "bfloat16"):
+            bad(f"matmul_precision must be float32 or bfloat16, got {self.matmul_precision!r}")
+        if self.matmul_precision == "bfloat16" and (not self.fast_step or self.cell != "gru"):
+            bad("matmul_precision = bfloat16 needs the fast step (fast_step = true, cell gru)")
 
 
 def _glorot(rows: int, cols: int, gates: int, scale: float, gen: torch.Generator) -> torch.Tensor:
@@ -482,6 +492,8 @@ class GRU4Rec(Recommender):
 
         self._begin_fit(train, item_index)
         cfg = self.config
+        if resolve_device(cfg.device).type == "cpu":
+            keep_freed_memory()  # no page faults from the step's big tensors (sysmem.py)
         torch.manual_seed(cfg.seed)
         self._build(self.n_items_)
         task = _Task(self, train, valid)

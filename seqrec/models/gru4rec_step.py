@@ -22,6 +22,11 @@ default) it uses cheaper formulations that change float rounding only:
   :meth:`RowOptimizer.step_rows` with the gathered rows (fused C++ kernels on CPU, see
   :mod:`seqrec.fused`).
 
+With ``matmul_precision = "bfloat16"`` every matrix product takes bfloat16 operands
+(the item rows are gathered from a bfloat16 copy of the touched rows; the dense weights
+are converted once per step) and returns bfloat16, which is converted back or promoted
+to float32 by the element-wise op that consumes it; everything else is float32.
+
 Every other loss, and cross-entropy with ELU or a mask, runs autograd on the (B, C)
 score matrix only. ``exact=True`` (tests) uses that path for every loss and
 ``index_select_backward`` for the rows, and is then bit-for-bit the autograd step.
@@ -177,6 +182,8 @@ class FastStep:
         self.pe = cfg.dropout_p_embed
         self.ph = cfg.dropout_p_hidden
         self.use_logq = task.log_q is not None and cfg.logq != 0.0
+        # matmul_precision = bfloat16: operands of every matrix product in bfloat16
+        self.lp = torch.bfloat16 if cfg.matmul_precision == "bfloat16" else None
         self.in_name = {"embedding": "E", "onehot": "Wx.0"}.get(self.mode)
         # per layer: size, Wx (None for the one-hot first layer: a row table), Wh halves, b
         self.layers = []
@@ -237,6 +244,12 @@ class FastStep:
             (d_scores,) = torch.autograd.grad(loss, leaf)
         return loss.detach(), d_scores
 
+    def _addmm(self, bias: Tensor, a: Tensor, b: Tensor) -> Tensor:
+        """bias + a @ b, in float32 (a, b in bfloat16 when ``matmul_precision`` says so)."""
+        if self.lp is None:
+            return torch.addmm(bias, a, b)
+        return (a @ b).float().add_(bias)
+
     # ------------------------------------------------------------------ step
     @torch.no_grad()
     def __call__(self, batch: tuple[Tensor, Tensor, Tensor, bool]) -> tuple[Tensor, int]:
@@ -270,7 +283,10 @@ class FastStep:
             rows_in, inv_x = torch.unique(inp, return_inverse=True)
             tab_in = self.params[self.in_name].data.index_select(0, rows_in)
             x = tab_in.index_select(0, inv_x)  # (B, in0)
-        w_c = wy.index_select(0, inv_c)  # (C, H)
+        if self.lp is None:
+            w_c = wy.index_select(0, inv_c)  # (C, H)
+        else:  # only the bfloat16 copy is used: gather from the converted rows
+            w_c = wy.to(self.lp).index_select(0, inv_c)  # (C, H) bfloat16
         b_c = by.index_select(0, inv_c)  # (C,)
 
         # ---- forward (the ops of GRU4RecNet.recur)
@@ -283,16 +299,26 @@ class FastStep:
         new_parts = []
         inp_l = xin
         offset = 0
+        lp = self.lp
+        low = []  # per layer: the bfloat16 copies of Wx, Wh_rz, Wh_n (lp only)
         for H, Wx, Wh_rz, Wh_n, b, *_ in self.layers:
             h = h_all[:, offset : offset + H]  # (B, H)
             offset += H
-            gx = inp_l + b if Wx is None else torch.addmm(b, inp_l, Wx)  # (B, 3H)
+            if lp is None:
+                gx = inp_l + b if Wx is None else torch.addmm(b, inp_l, Wx)  # (B, 3H)
+                hh = h @ Wh_rz  # (B, 2H)
+            else:
+                Wx_ = None if Wx is None else Wx.to(lp)
+                Wh_rz_, Wh_n_ = Wh_rz.to(lp), Wh_n.to(lp)
+                low.append((Wx_, Wh_rz_, Wh_n_))
+                gx = inp_l + b if Wx_ is None else (inp_l.to(lp) @ Wx_).float().add_(b)
+                hh = h.to(lp) @ Wh_rz_
             xr, xz, xn = gx.split(H, dim=1)
-            hr, hz = (h @ Wh_rz).split(H, dim=1)
+            hr, hz = hh.split(H, dim=1)
             r = torch.sigmoid(xr + hr)
             z = torch.sigmoid(xz + hz)
             rh = r * h
-            n_ = torch.tanh(xn + rh @ Wh_n)
+            n_ = torch.tanh(xn + (rh @ Wh_n if lp is None else rh.to(lp) @ Wh_n_))
             h_new = torch.lerp(h, n_, z)
             if ph > 0:
                 o, noise_h = _dropout(h_new, ph)
@@ -307,14 +333,16 @@ class FastStep:
         closed = self.closed
         if closed == "bpr-max" and cand.shape[0] < 2:
             closed = None  # no negative at all: the reference loss handles it
+        # operands of the score product and its backward (bfloat16 copies in lp mode)
+        out_, w_c_ = (out, w_c) if lp is None else (out.to(lp), w_c)
         if closed == "ce":
             bias = b_c
             if self.use_logq:
                 bias = b_c - cfg.logq * task.log_q.index_select(0, cand)
-            scores = torch.addmm(bias, out, w_c.t())  # (B, C) logits
+            scores = self._addmm(bias, out_, w_c_.t())  # (B, C) logits
             loss, dS = cross_entropy_and_grad(scores)
         elif closed == "bpr-max":
-            scores = torch.addmm(b_c, out, w_c.t())  # (B, C)
+            scores = self._addmm(b_c, out_, w_c_.t())  # (B, C)
             if self.kernels is not None:  # loss per row and gradient, in place of scores
                 per_row = scores.new_empty(n)
                 self.kernels.bpr_max_(scores, scores, per_row, cfg.bpreg, cfg.elu_param)
@@ -322,11 +350,17 @@ class FastStep:
             else:
                 loss, dS = bpr_max_and_grad(scores, cfg.bpreg, cfg.elu_param)
         else:
-            scores = torch.addmm(b_c, out, w_c.t())
+            scores = self._addmm(b_c, out_, w_c_.t())  # (B, C)
             loss, dS = self._loss_autograd(scores, cand, tgt)
 
         # ---- backward: scores
-        if closed is not None:  # dS is n * dL/dscores
+        if lp is not None:
+            inv_n = 1.0 / n if closed is not None else 1.0
+            d_bc = dS.sum(dim=0).mul_(inv_n)  # (C,)
+            dS_ = dS.to(lp)
+            d_out = (dS_ @ w_c_).float().mul_(inv_n)  # (B, H)
+            d_wc = (dS_.t() @ (out * inv_n).to(lp)).float()  # (C, H)
+        elif closed is not None:  # dS is n * dL/dscores
             inv_n = 1.0 / n
             d_bc = dS.sum(dim=0).mul_(inv_n)  # (C,)
             d_out = dS.mm(w_c).mul_(inv_n)  # (B, H)
@@ -337,6 +371,14 @@ class FastStep:
             d_wc = dS.t().mm(out)
 
         # ---- backward: the recurrent layers, top down
+        if lp is None:
+            mm = torch.mm
+        else:
+
+            def mm(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
+                c = a.to(lp) @ b.to(lp)  # (bfloat16)
+                return c if out is None else out.copy_(c)
+
         d = d_out
         d_x = None
         for layer in range(len(self.layers) - 1, -1, -1):
@@ -347,17 +389,21 @@ class FastStep:
             d_z = d_hnew * (n_ - h)  # d weight = g * (end - start)
             da_n = aten.tanh_backward(d_n, n_)
             da_z = aten.sigmoid_backward(d_z, z)
-            d_rh = da_n.mm(Wh_n.t())
+            if lp is not None:  # the bfloat16 copies made in the forward pass
+                Wx, _, Wh_n = low[layer]
+            d_rh = mm(da_n, Wh_n.t())
             da_r = aten.sigmoid_backward(d_rh * h, r)
             dgx = torch.cat([da_r, da_z, da_n], dim=1)  # (B, 3H)
             torch.sum(dgx, dim=0, out=g_b)
-            torch.mm(h.t(), torch.cat([da_r, da_z], dim=1), out=g_wh_rz)
-            torch.mm(rh.t(), da_n, out=g_wh_n)
+            mm(h.t(), torch.cat([da_r, da_z], dim=1), out=g_wh_rz)
+            mm(rh.t(), da_n, out=g_wh_n)
             if Wx is None:  # one-hot first layer: dgx are the gathered rows' gradients
                 d_x = dgx
             else:
-                torch.mm(inp_l.t(), dgx, out=g_wx)
-                d = dgx.mm(Wx.t())  # d input of this layer
+                mm(inp_l.t(), dgx, out=g_wx)
+                d = mm(dgx, Wx.t())  # d input of this layer
+                if lp is not None:
+                    d = d.float()
                 if layer == 0:
                     d_x = d
         assert d_x is not None

@@ -57,6 +57,7 @@ OPTIONS = [
     {"shuffle": True},
     {"mask_false_negatives": True},
     {"cell": "lstm", "layers": [8, 8], "constrained_embedding": False, "embedding": 4},
+    {"matmul_precision": "bfloat16", "loss": "bpr-max", "elu_param": 0.5, "dropout_p_hidden": 0.2},
 ]
 
 

@@ -16,6 +16,8 @@ one epoch, Adagrad, seed 42, default sample_cache):
   bprmax-100-b128 bpr-max, [100], batch 128, sample_alpha 0.4, elu_param 0.5,
                   bpreg 1.95, dropout_p_embed 0.5, dropout_p_hidden 0.05,
                   learning_rate 0.05, momentum 0.4                    (official 10.4k)
+  ce-512-b128-bf16  ce-512-b128 with matmul_precision = "bfloat16" (bfloat16 operands
+                  of the step's matrix products; compared with the same official 4.2k)
 
 Measured per run:
 
@@ -107,6 +109,11 @@ CONFIGS: dict[str, tuple[dict, float]] = {
     "ce-100-b128": ({**COMMON, **CE, "layers": [100], "batch_size": 128}, 12200.0),
     "ce-512-b128": ({**COMMON, **CE, "layers": [512], "batch_size": 128}, 4200.0),
     "bprmax-100-b128": ({**COMMON, **BPRMAX, "layers": [100], "batch_size": 128}, 10400.0),
+    # the [512] row with bfloat16 matrix products (matmul_precision; float32 otherwise)
+    "ce-512-b128-bf16": (
+        {**COMMON, **CE, "layers": [512], "batch_size": 128, "matmul_precision": "bfloat16"},
+        4200.0,
+    ),
 }
 TARGET_RATIO = 2.5
 

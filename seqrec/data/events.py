@@ -138,7 +138,25 @@ def check_file(path: str | Path) -> Path:
         raise DataError(f"{path}: is a directory, expected a file")
     if p.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
+    with p.open("rb") as fh:
+        magic = fh.read(6)
+    for kind, prefix, tool in _COMPRESSED:
+        if magic.startswith(prefix) and (kind != "bzip2" or magic[3:4].isdigit()):
+            raise DataError(
+                f"{path}: {kind}-compressed file; decompress it first (e.g. {tool} {p.name}): "
+                "seqrec reads plain-text and Parquet files"
+            )
     return p
+
+
+# (name, magic bytes, a command that decompresses it)
+_COMPRESSED = (
+    ("gzip", b"\x1f\x8b", "gunzip -k"),
+    ("bzip2", b"BZh", "bunzip2 -k"),
+    ("xz", b"\xfd7zXZ\x00", "unxz -k"),
+    ("zstd", b"\x28\xb5\x2f\xfd", "unzstd"),
+    ("zip", b"PK\x03\x04", "unzip"),
+)
 
 
 def sniff_delimiter(first_line: str, default: str) -> str:

@@ -64,6 +64,27 @@ def test_detect_format_errors(write, tmp_path):
         detect_format(write("e.txt", ""))
 
 
+@pytest.mark.parametrize(
+    ("kind", "compress"),
+    [
+        ("gzip", lambda b: __import__("gzip").compress(b)),
+        ("bzip2", lambda b: __import__("bz2").compress(b)),
+        ("xz", lambda b: __import__("lzma").compress(b)),
+    ],
+)
+@pytest.mark.parametrize("fmt", ["auto", "tsv", "csv", "sessions"])
+def test_compressed_input_gets_a_clear_error(tmp_path, kind, compress, fmt):
+    path = tmp_path / "train.tsv.x"
+    path.write_bytes(compress(b"SessionId\tItemId\tTime\n1\ta\t1\n1\tb\t2\n"))
+    with pytest.raises(DataError, match=f"{kind}-compressed file; decompress it first"):
+        load_training_data(path, fmt)
+
+
+def test_text_starting_like_a_magic_number_is_not_compressed(write):
+    path = write("bz.tsv", "BZh\tItemId\n1\ta\n")  # "BZh" without bzip2's level digit
+    assert detect_format(path) == "tsv"
+
+
 def test_unknown_format_lists_valid_ones(write):
     path = write("d.tsv", "SessionId\tItemId\n1\ta\n")
     with pytest.raises(DataError) as info:

@@ -140,9 +140,24 @@ def test_invalid_arguments() -> None:
         PopularitySampler(np.array([1.0, -1.0]), 1.0, n_sample=3)
 
 
-def test_large_catalogue_inverse_cdf_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The searchsorted fallback (used above 2**24 items) draws the same distribution."""
+@pytest.mark.parametrize("chunk", [2**20, 777])  # one chunk; many, the last one short
+def test_cpu_inverse_cdf_draws_are_torch_multinomials_draws(
+    monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """The CPU path is a faster way to the same draws (results unchanged by the switch)."""
+    monkeypatch.setattr("seqrec.sampling.DRAW_CHUNK", chunk)
+    sampler = PopularitySampler(COUNTS, 0.5, n_sample=50, cache_size=5_000, seed=7)
+    assert sampler._cdf is not None
+    gen = torch.Generator().manual_seed(7)
+    ref = torch.multinomial(sampler._weights, sampler.cache_len, replacement=True, generator=gen)
+    assert torch.equal(sampler._draw(), ref)
+
+
+def test_inverse_cdf_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inverse-CDF search (the CPU path, and CUDA's above 2**24 items) draws the right
+    distribution and never a zero-probability item."""
     monkeypatch.setattr("seqrec.sampling._MULTINOMIAL_MAX_CATEGORIES", 5)
+    assert PopularitySampler(COUNTS, 1.0, n_sample=10)._cdf is not None  # CPU: always
     sampler = PopularitySampler(COUNTS, 1.0, n_sample=1000, cache_size=100_000, seed=2)
     draws = _draws(sampler, 100)
     assert _chi2(draws, _expected(1.0)) < 35.0

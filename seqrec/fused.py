@@ -34,8 +34,19 @@ scores, against ~1.2 ms for the ~20 torch passes of
 polynomial (max relative error ~1e-7) so that the loops vectorise, and its sums run in
 another order than torch's: it agrees with the torch formulation to float rounding.
 
-The kernels run on the calling thread (no intra-op parallelism): one pass over ~2,000
-rows of 100 floats takes ~0.1 ms.
+Threads. The loops are split over torch's intra-op threads with ``at::parallel_for``
+(the library is built with ``-fopenmp`` and uses the OpenMP runtime torch has loaded):
+the rows of a row update when they are strictly increasing (``torch.unique``'s order;
+other orders run on one thread, in order), the elements of a dense tensor, the rows of
+BPR-max's score matrix. Each element is computed as on one thread: results do not
+depend on the number of threads. With 2 threads the [512] step's updates (1.1M row
+values, 1.6M dense values) take ~0.6 ms instead of ~1.2 ms.
+
+bfloat16. The Adagrad kernels read bfloat16 gradients as their float32 values (dense
+tensors) and can write a bfloat16 copy of each updated parameter ("shadow", see
+:mod:`seqrec.optim`) in the same pass, converted as torch converts (round to nearest
+even, NaN to 0xFFFF, denormals kept): GRU4Rec's ``matmul_precision = "bfloat16"`` step
+reads its product operands from these copies.
 """
 
 from __future__ import annotations
@@ -58,6 +69,7 @@ ENV_SWITCH = "SEQREC_FUSED"  # "0" / "false" / "off": never build or use the ker
 
 _SOURCE = r"""
 #include <torch/extension.h>
+#include <ATen/Parallel.h>
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -65,37 +77,80 @@ _SOURCE = r"""
 
 namespace {
 
+// elements per parallel chunk: below ~2 chunks of this the kernels run on one thread
+constexpr int64_t kGrain = 16384;
+
+// bfloat16 <-> float32 as torch's CPU conversion does it: round to nearest even, NaN to
+// 0xFFFF, denormals kept
+inline uint16_t to_bf16(float f) {
+  const uint32_t u = __builtin_bit_cast(uint32_t, f);
+  const uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+  return (u & 0x7FFFFFFFu) > 0x7F800000u ? uint16_t{0xFFFF} : static_cast<uint16_t>(rounded);
+}
+inline float from_bf16(uint16_t h) { return __builtin_bit_cast(float, uint32_t{h} << 16); }
+inline float load(const float* g, int64_t j) { return g[j]; }
+inline float load(const uint16_t* g, int64_t j) { return from_bf16(g[j]); }
+
+// The three parameter updates. G: float (gradient) or uint16_t (bfloat16 gradient); SH:
+// whether sh (a bfloat16 copy of p) receives the new values, in the same pass.
 // acc = fma(g, g, acc); p = fma(g / sqrt(acc + eps), -lr, p)
-void adagrad_fused_step(float* __restrict p, float* __restrict a, const float* __restrict g,
-                        int64_t n, float lr, float eps) {
+template <bool SH, typename G>
+void adagrad_fused_step(float* __restrict p, float* __restrict a, const G* __restrict g,
+                        uint16_t* __restrict sh, int64_t n, float lr, float eps) {
   for (int64_t j = 0; j < n; ++j) {
-    const float acc = std::fma(g[j], g[j], a[j]);
+    const float gj = load(g, j);
+    const float acc = std::fma(gj, gj, a[j]);
     a[j] = acc;
-    p[j] = std::fma(g[j] / std::sqrt(acc + eps), -lr, p[j]);
+    const float pj = std::fma(gj / std::sqrt(acc + eps), -lr, p[j]);
+    p[j] = pj;
+    if constexpr (SH) sh[j] = to_bf16(pj);
   }
 }
 
 // as above, but the parameter step is rounded twice: p = p + (u * -lr)
-void adagrad_mul_add_step(float* __restrict p, float* __restrict a, const float* __restrict g,
-                          int64_t n, float lr, float eps) {
+template <bool SH, typename G>
+void adagrad_mul_add_step(float* __restrict p, float* __restrict a, const G* __restrict g,
+                          uint16_t* __restrict sh, int64_t n, float lr, float eps) {
   for (int64_t j = 0; j < n; ++j) {
-    const float acc = std::fma(g[j], g[j], a[j]);
+    const float gj = load(g, j);
+    const float acc = std::fma(gj, gj, a[j]);
     a[j] = acc;
-    const float u = g[j] / std::sqrt(acc + eps);
-    p[j] = p[j] + u * (-lr);
+    const float u = gj / std::sqrt(acc + eps);
+    const float pj = p[j] + u * (-lr);
+    p[j] = pj;
+    if constexpr (SH) sh[j] = to_bf16(pj);
   }
 }
 
 // heavy-ball momentum: v = fma(u, lr, v * mom); p = p - v
+template <bool SH, typename G>
 void adagrad_momentum_step(float* __restrict p, float* __restrict a, float* __restrict v,
-                           const float* __restrict g, int64_t n, float lr, float eps,
-                           float mom) {
+                           const G* __restrict g, uint16_t* __restrict sh, int64_t n, float lr,
+                           float eps, float mom) {
   for (int64_t j = 0; j < n; ++j) {
-    const float acc = std::fma(g[j], g[j], a[j]);
+    const float gj = load(g, j);
+    const float acc = std::fma(gj, gj, a[j]);
     a[j] = acc;
-    const float vel = std::fma(g[j] / std::sqrt(acc + eps), lr, v[j] * mom);
+    const float vel = std::fma(gj / std::sqrt(acc + eps), lr, v[j] * mom);
     v[j] = vel;
-    p[j] = p[j] - vel;
+    const float pj = p[j] - vel;
+    p[j] = pj;
+    if constexpr (SH) sh[j] = to_bf16(pj);
+  }
+}
+
+// dispatch on the shadow's presence: kind 0 fused, 1 mul-add, 2 momentum
+template <typename G>
+void adagrad_step(int kind, float* p, float* a, float* v, const G* g, uint16_t* sh, int64_t n,
+                  float lr, float eps, float mom) {
+  if (sh != nullptr) {
+    if (kind == 2) adagrad_momentum_step<true>(p, a, v, g, sh, n, lr, eps, mom);
+    else if (kind == 1) adagrad_mul_add_step<true>(p, a, g, sh, n, lr, eps);
+    else adagrad_fused_step<true>(p, a, g, sh, n, lr, eps);
+  } else {
+    if (kind == 2) adagrad_momentum_step<false>(p, a, v, g, sh, n, lr, eps, mom);
+    else if (kind == 1) adagrad_mul_add_step<false>(p, a, g, sh, n, lr, eps);
+    else adagrad_fused_step<false>(p, a, g, sh, n, lr, eps);
   }
 }
 
@@ -203,12 +258,25 @@ void check_float(const torch::Tensor& t, const char* what) {
   TORCH_CHECK(t.is_contiguous(), what, " must be contiguous");
 }
 
+// shadow: an empty tensor (none), or a contiguous bfloat16 CPU tensor with n elements
+uint16_t* shadow_ptr(const torch::Tensor& sh, int64_t n) {
+  if (sh.numel() == 0) return nullptr;
+  TORCH_CHECK(sh.device().is_cpu() && sh.scalar_type() == at::kBFloat16 && sh.is_contiguous(),
+              "shadow must be a contiguous bfloat16 CPU tensor");
+  TORCH_CHECK(sh.numel() == n, "shadow must have the shape of p");
+  return reinterpret_cast<uint16_t*>(sh.data_ptr<at::BFloat16>());
+}
+
 }  // namespace
 
-// Rows `rows` (unique, int64) of p (N, D) or (N,), of its accumulator and (momentum > 0)
-// velocity, updated in place with the summed row gradients g (R, D) or (R,).
+// Rows `rows` (int64) of p (N, D) or (N,), of its accumulator and (momentum > 0) velocity,
+// updated in place with the summed row gradients g (R, D) or (R,); the same rows of the
+// bfloat16 copy `shadow` (or an empty tensor) receive the new values. Strictly increasing
+// rows (torch.unique's) are split over the threads; other orders run on one thread, in
+// order (a repeated row is updated twice).
 void adagrad_rows_(torch::Tensor p, torch::Tensor acc, torch::Tensor vel, torch::Tensor rows,
-                   torch::Tensor g, double lr, double eps, double momentum) {
+                   torch::Tensor g, double lr, double eps, double momentum,
+                   torch::Tensor shadow) {
   check_float(p, "p");
   check_float(acc, "acc");
   check_float(g, "g");
@@ -227,9 +295,12 @@ void adagrad_rows_(torch::Tensor p, torch::Tensor acc, torch::Tensor vel, torch:
     check_float(vel, "vel");
     TORCH_CHECK(vel.sizes() == p.sizes(), "vel must have the shape of p");
   }
+  uint16_t* S = shadow_ptr(shadow, p.numel());
   const int64_t* idx = rows.data_ptr<int64_t>();
+  bool increasing = true;
   for (int64_t i = 0; i < R; ++i) {
     TORCH_CHECK(idx[i] >= 0 && idx[i] < N, "row index out of range");
+    increasing = increasing && (i == 0 || idx[i] > idx[i - 1]);
   }
   float* P = p.data_ptr<float>();
   float* A = acc.data_ptr<float>();
@@ -238,15 +309,18 @@ void adagrad_rows_(torch::Tensor p, torch::Tensor acc, torch::Tensor vel, torch:
   const float flr = static_cast<float>(lr);
   const float feps = static_cast<float>(eps);
   const float fmom = static_cast<float>(momentum);
-  for (int64_t i = 0; i < R; ++i) {
-    const int64_t o = idx[i] * D;
-    if (use_v) {
-      adagrad_momentum_step(P + o, A + o, V + o, G + i * D, D, flr, feps, fmom);
-    } else if (two_d) {
-      adagrad_fused_step(P + o, A + o, G + i * D, D, flr, feps);
-    } else {
-      adagrad_mul_add_step(P + o, A + o, G + i * D, D, flr, feps);
+  const int kind = use_v ? 2 : (two_d ? 0 : 1);
+  auto update = [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t o = idx[i] * D;
+      adagrad_step(kind, P + o, A + o, use_v ? V + o : nullptr, G + i * D,
+                   S == nullptr ? nullptr : S + o, D, flr, feps, fmom);
     }
+  };
+  if (increasing) {  // distinct rows: chunks touch disjoint memory
+    at::parallel_for(0, R, std::max<int64_t>(1, kGrain / D), update);
+  } else {
+    update(0, R);
   }
 }
 
@@ -263,15 +337,17 @@ void bpr_max_(torch::Tensor scores, torch::Tensor g, torch::Tensor loss, double 
   const int64_t B = scores.size(0), C = scores.size(1);
   TORCH_CHECK(C >= 2 && B <= C, "bpr_max_ needs C >= 2 and B <= C");
   TORCH_CHECK(loss.dim() == 1 && loss.size(0) == B, "loss must be (B,)");
-  std::vector<float> buf(3 * C);
-  float* R = buf.data();
-  float* E = R + C;
-  float* SIG = E + C;
   const float fb = static_cast<float>(bpreg), fa = static_cast<float>(alpha);
   const float* S = scores.data_ptr<float>();
   float* G = g.data_ptr<float>();
   float* L = loss.data_ptr<float>();
-  for (int64_t i = 0; i < B; ++i) {
+  // rows are independent (each reads its own row of scores before writing it in g)
+  at::parallel_for(0, B, std::max<int64_t>(1, kGrain / (8 * C)), [&](int64_t begin, int64_t end) {
+  std::vector<float> buf(3 * C);
+  float* R = buf.data();
+  float* E = R + C;
+  float* SIG = E + C;
+  for (int64_t i = begin; i < end; ++i) {
     const float* s = S + i * C;
     if (fa > 0.0f) {
       elu_row(s, R, C, fa);
@@ -295,34 +371,57 @@ void bpr_max_(torch::Tensor scores, torch::Tensor g, torch::Tensor loss, double 
     if (fa > 0.0f) gi = gi * (ri > 0.0f ? 1.0f : ri + fa);
     G[i * C + i] = gi;
   }
+  });
 }
 
-// Whole tensors: ps[k], accs[k], vels[k] (momentum > 0) updated in place with gs[k].
+// Whole tensors: ps[k], accs[k], vels[k] (momentum > 0) updated in place with gs[k]
+// (float32, or bfloat16); shadows[k] (an empty tensor: none) receives p's new values in
+// bfloat16.
 void adagrad_dense_(std::vector<torch::Tensor> ps, std::vector<torch::Tensor> accs,
-                    std::vector<torch::Tensor> vels, std::vector<torch::Tensor> gs, double lr,
-                    double eps, double momentum) {
+                    std::vector<torch::Tensor> vels, std::vector<torch::Tensor> gs,
+                    std::vector<torch::Tensor> shadows, double lr, double eps,
+                    double momentum) {
   const bool use_v = momentum > 0;
   TORCH_CHECK(accs.size() == ps.size() && gs.size() == ps.size() &&
-              (!use_v || vels.size() == ps.size()), "tensor lists must have equal lengths");
+              (!use_v || vels.size() == ps.size()) &&
+              (shadows.empty() || shadows.size() == ps.size()),
+              "tensor lists must have equal lengths");
   const float flr = static_cast<float>(lr);
   const float feps = static_cast<float>(eps);
   const float fmom = static_cast<float>(momentum);
   for (size_t k = 0; k < ps.size(); ++k) {
     check_float(ps[k], "p");
     check_float(accs[k], "acc");
-    check_float(gs[k], "g");
+    const bool g16 = gs[k].scalar_type() == at::kBFloat16;
+    if (g16) {
+      TORCH_CHECK(gs[k].device().is_cpu() && gs[k].is_contiguous(),
+                  "g must be a contiguous CPU tensor");
+    } else {
+      check_float(gs[k], "g");
+    }
     const int64_t n = ps[k].numel();
     TORCH_CHECK(accs[k].numel() == n && gs[k].numel() == n, "acc and g must match p");
     if (use_v) {
       check_float(vels[k], "vel");
       TORCH_CHECK(vels[k].numel() == n, "vel must match p");
-      adagrad_momentum_step(ps[k].data_ptr<float>(), accs[k].data_ptr<float>(),
-                            vels[k].data_ptr<float>(), gs[k].data_ptr<float>(), n, flr, feps,
-                            fmom);
-    } else {
-      adagrad_fused_step(ps[k].data_ptr<float>(), accs[k].data_ptr<float>(),
-                         gs[k].data_ptr<float>(), n, flr, feps);
     }
+    uint16_t* S = shadows.empty() ? nullptr : shadow_ptr(shadows[k], n);
+    float* P = ps[k].data_ptr<float>();
+    float* A = accs[k].data_ptr<float>();
+    float* V = use_v ? vels[k].data_ptr<float>() : nullptr;
+    const float* G = g16 ? nullptr : gs[k].data_ptr<float>();
+    const uint16_t* G16 =
+        g16 ? reinterpret_cast<const uint16_t*>(gs[k].data_ptr<at::BFloat16>()) : nullptr;
+    const int kind = use_v ? 2 : 0;
+    at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) {
+      uint16_t* sh = S == nullptr ? nullptr : S + b;
+      float* vb = use_v ? V + b : nullptr;
+      if (g16) {
+        adagrad_step(kind, P + b, A + b, vb, G16 + b, sh, e - b, flr, feps, fmom);
+      } else {
+        adagrad_step(kind, P + b, A + b, vb, G + b, sh, e - b, flr, feps, fmom);
+      }
+    });
   }
 }
 """
@@ -331,7 +430,10 @@ _FUNCTIONS = ["adagrad_rows_", "adagrad_dense_", "bpr_max_"]
 # -ffp-contract=off: no compiler-made FMAs (the source spells out every fused operation);
 # -fno-math-errno: lets sqrt vectorise; -march=native: the library is built per machine
 # (its cache name includes the CPU's identity, so a shared cache never mixes CPUs).
-_CFLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-march=native"]
+# -fopenmp: at::parallel_for splits the loops over torch's own OpenMP threads (the
+# library's libgomp.so.1 dependency resolves to the copy torch has already loaded).
+_CFLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-march=native", "-fopenmp"]
+_LDFLAGS = ["-fopenmp"]
 
 _lock = threading.Lock()
 _module: ModuleType | None = None
@@ -360,7 +462,7 @@ def _ext_name() -> str:
     key = "\n".join(
         [
             _SOURCE,
-            " ".join(_CFLAGS),
+            " ".join(_CFLAGS + _LDFLAGS),
             torch.__version__,
             sys.version.split()[0],
             _cpu_identity(),
@@ -404,6 +506,7 @@ def _load() -> ModuleType:
         cpp_sources=_SOURCE,
         functions=_FUNCTIONS,
         extra_cflags=_CFLAGS,
+        extra_ldflags=_LDFLAGS,
         build_directory=directory,
         verbose=False,
     )

@@ -21,6 +21,13 @@ buildable) it runs the torch formulation below. The two agree to float rounding
 current values (``old``, which the training step has gathered anyway) and then writes
 ``old - step`` with ``index_copy_`` instead of ``index_add_``: bit for bit the same
 result, less work.
+
+Shadows. :meth:`RowOptimizer.keep_shadow` registers a bfloat16 copy of a parameter
+that every later update keeps equal to ``param.to(torch.bfloat16)`` (the fused kernels
+write it in the same pass; the torch path converts the updated rows or tensor). GRU4Rec's
+``matmul_precision = "bfloat16"`` step reads its matrix-product operands from these
+copies instead of converting the weights every step. Whoever changes a parameter other
+than through the optimiser calls :meth:`RowOptimizer.refresh_shadows`.
 """
 
 from __future__ import annotations
@@ -43,6 +50,29 @@ class RowOptimizer:
             for name, p in params.items()
         }
         self.t = 0
+        self.shadows: dict[str, torch.Tensor] = {}  # name -> bfloat16 copy of the parameter
+
+    def keep_shadow(self, name: str) -> torch.Tensor:
+        """A bfloat16 copy of parameter ``name``, kept up to date by every later update."""
+        if name not in self.shadows:
+            self.shadows[name] = self.params[name].data.to(torch.bfloat16)
+        return self.shadows[name]
+
+    def refresh_shadows(self) -> None:
+        """Copy the parameters into their shadows (after changing parameters directly)."""
+        for name, sh in self.shadows.items():
+            sh.copy_(self.params[name].data)
+
+    def _sync_shadow(self, name: str, rows: torch.Tensor | None) -> None:
+        """After a torch-path update: the shadow of ``name`` (if any) follows the parameter."""
+        sh = self.shadows.get(name)
+        if sh is None:
+            return
+        p = self.params[name].data
+        if rows is None:
+            sh.copy_(p)
+        else:
+            sh.index_copy_(0, rows, p.index_select(0, rows).to(sh.dtype))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         out = {f"{n}.{s}": t for n, st in self.state.items() for s, t in st.items()}
@@ -64,6 +94,7 @@ class RowOptimizer:
         if p.grad is None:
             return
         self._update(name, p.data, p.grad, None)
+        self._sync_shadow(name, None)
         p.grad = None
 
     def step_rows(
@@ -75,11 +106,15 @@ class RowOptimizer:
         an optimiser may use it to avoid gathering them again.
         """
         self._update(name, self.params[name].data, grad, rows)
+        self._sync_shadow(name, rows)
 
     def step_dense_many(self, names: list[str], grads: list[torch.Tensor]) -> None:
-        """Update whole parameters ``names`` with the gradients ``grads`` (not ``.grad``)."""
+        """Update whole parameters ``names`` with the gradients ``grads`` (not ``.grad``;
+        float32, or bfloat16: taken as their float32 values)."""
         for name, g in zip(names, grads, strict=True):
-            self._update(name, self.params[name].data, g, None)
+            p = self.params[name].data
+            self._update(name, p, g.to(p.dtype), None)
+            self._sync_shadow(name, None)
 
     def _update(
         self, name: str, p: torch.Tensor, g: torch.Tensor, rows: torch.Tensor | None
@@ -103,6 +138,11 @@ class AdagradM(RowOptimizer):
             return None
         return fused.kernels()
 
+    def _shadow_arg(self, name: str) -> torch.Tensor:
+        """The kernels' shadow argument: the bfloat16 copy, or an empty tensor (none)."""
+        sh = self.shadows.get(name)
+        return _NO_SHADOW if sh is None else sh
+
     def _update(
         self, name: str, p: torch.Tensor, g: torch.Tensor, rows: torch.Tensor | None
     ) -> None:
@@ -111,7 +151,7 @@ class AdagradM(RowOptimizer):
             ext = self._kernels(p, g, st["acc"], st["vel"])
             if ext is not None:
                 ext.adagrad_dense_(
-                    [p], [st["acc"]], [st["vel"]], [g], self.lr, self.eps, self.momentum
+                    [p], [st["acc"]], [st["vel"]], [g], [], self.lr, self.eps, self.momentum
                 )
                 return
             acc = st["acc"]
@@ -129,7 +169,8 @@ class AdagradM(RowOptimizer):
     def step_rows(
         self, name: str, rows: torch.Tensor, grad: torch.Tensor, old: torch.Tensor | None = None
     ) -> None:
-        self._update_rows(name, self.params[name].data, grad, rows, old)
+        if not self._update_rows(name, self.params[name].data, grad, rows, old):
+            self._sync_shadow(name, rows)
 
     def _update_rows(
         self,
@@ -138,12 +179,16 @@ class AdagradM(RowOptimizer):
         g: torch.Tensor,
         rows: torch.Tensor,
         old: torch.Tensor | None,
-    ) -> None:
+    ) -> bool:
+        """Returns True when the fused kernel ran (it has updated the shadow too)."""
         st = self.state[name]
         ext = self._kernels(p, g, st["acc"], st["vel"])
         if ext is not None and rows.device.type == "cpu" and rows.is_contiguous():
-            ext.adagrad_rows_(p, st["acc"], st["vel"], rows, g, self.lr, self.eps, self.momentum)
-            return
+            sh = self._shadow_arg(name)
+            ext.adagrad_rows_(
+                p, st["acc"], st["vel"], rows, g, self.lr, self.eps, self.momentum, sh
+            )
+            return True
         acc = st["acc"].index_select(0, rows).addcmul_(g, g)  # (R, d)
         st["acc"].index_copy_(0, rows, acc)
         upd = g / (acc + self.eps).sqrt_()
@@ -159,16 +204,30 @@ class AdagradM(RowOptimizer):
             p.index_copy_(0, rows, torch.add(old, step, alpha=alpha))
         else:  # 1-D index_add_ is a scalar loop: multiply, then add
             p.index_copy_(0, rows, old + step * alpha)
+        return False
 
     def step_dense_many(self, names: list[str], grads: list[torch.Tensor]) -> None:
         ps = [self.params[n].data for n in names]
         accs = [self.state[n]["acc"] for n in names]
         vels = [self.state[n]["vel"] for n in names]
-        ext = self._kernels(*ps, *accs, *vels, *grads)
-        if ext is None:
+        ext = self._kernels(*ps, *accs, *vels)
+        if ext is None or not all(_kernel_grad(g) for g in grads):
             super().step_dense_many(names, grads)
             return
-        ext.adagrad_dense_(ps, accs, vels, grads, self.lr, self.eps, self.momentum)
+        shadows = [self._shadow_arg(n) for n in names] if self.shadows else []
+        ext.adagrad_dense_(ps, accs, vels, grads, shadows, self.lr, self.eps, self.momentum)
+
+
+_NO_SHADOW = torch.empty(0, dtype=torch.bfloat16)
+
+
+def _kernel_grad(g: torch.Tensor) -> bool:
+    """A gradient the dense kernel reads: contiguous float32 or bfloat16 on CPU."""
+    return (
+        g.device.type == "cpu"
+        and g.dtype in (torch.float32, torch.bfloat16)
+        and (g.is_contiguous())
+    )
 
 
 class RowAdam(RowOptimizer):

@@ -38,6 +38,21 @@ def test_bfloat16_step_stays_close_to_the_float32_step(case):
     torch.testing.assert_close(got[3], ref[3], rtol=0.0, atol=0.1)
 
 
+@pytest.mark.parametrize("case", list(CASES))
+def test_shadow_operands_change_nothing(case):
+    """The bfloat16 operands read from the optimiser's shadows (updated in the optimiser's
+    pass) and the bfloat16 weight gradients give bit for bit the results of converting
+    the float32 weights and rows every step."""
+    cfg = {**CASES[case], **BF16}
+    ref = train(cfg, "no-shadows")
+    got = train(cfg, "fast")
+    assert got[0] == ref[0]
+    for part in (1, 2):
+        for name, w in ref[part].items():
+            assert torch.equal(got[part][name], w), name
+    assert torch.equal(got[3], ref[3])
+
+
 def test_bfloat16_fit_learns_like_float32_and_scores_in_float32():
     a = GRU4Rec({**BASE, "n_epochs": 4}).fit(LOG, progress=False)
     b = GRU4Rec({**BASE, "n_epochs": 4, **BF16}).fit(LOG, progress=False)

@@ -106,7 +106,8 @@ def build_task(cfg: dict) -> tuple[GRU4Rec, _Task]:
 
 
 def make_task(cfg: dict, step: str) -> tuple[GRU4Rec, _Task]:
-    """step: 'autograd' | 'exact' | 'fast'."""
+    """step: 'autograd' | 'exact' | 'fast' | 'no-shadows' (bfloat16 operands converted
+    every step instead of read from the optimiser's shadows)."""
     model, task = build_task({**cfg, "fast_step": step != "autograd"})
     if step == "autograd":
         assert task.fast_step is None
@@ -114,6 +115,8 @@ def make_task(cfg: dict, step: str) -> tuple[GRU4Rec, _Task]:
         assert isinstance(task.fast_step, FastStep)
         if step == "exact":
             task.fast_step = FastStep(task, exact=True)
+        elif step == "no-shadows":
+            task.fast_step = FastStep(task, shadows=False)
     return model, task
 
 

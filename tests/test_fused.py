@@ -16,6 +16,9 @@ import torch
 from seqrec import fused
 from seqrec.optim import AdagradM
 
+NO = torch.empty(0, dtype=torch.bfloat16)  # the kernels' "no shadow"
+BF = torch.bfloat16
+
 
 @pytest.fixture
 def ext():
@@ -68,7 +71,7 @@ def test_row_kernel_matches_torch_update(ext, width, mom):
     g = torch.randn((R, width) if width else (R,))
     g[:5] = 0.0  # zero gradients: momentum still moves the row
     ref = _ref_rows(p, acc, vel, rows, g, 0.07, 1e-6, mom)
-    ext.adagrad_rows_(p, acc, vel, rows, g, 0.07, 1e-6, mom)
+    ext.adagrad_rows_(p, acc, vel, rows, g, 0.07, 1e-6, mom, NO)
     torch.testing.assert_close(acc, ref[1], rtol=1e-7, atol=0)
     torch.testing.assert_close(p, ref[0], rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(vel, ref[2], rtol=1e-6, atol=1e-8)
@@ -97,7 +100,7 @@ def test_dense_kernel_matches_torch_update(ext, mom):
         else:
             p.sub_(u, alpha=0.05)
         refs.append((p, a, v))
-    ext.adagrad_dense_(ps, accs, vels, gs, 0.05, 1e-6, mom)
+    ext.adagrad_dense_(ps, accs, vels, gs, [], 0.05, 1e-6, mom)
     for (rp, ra, rv), p, a, v in zip(refs, ps, accs, vels, strict=True):
         torch.testing.assert_close(a, ra, rtol=1e-7, atol=0)
         torch.testing.assert_close(p, rp, rtol=1e-6, atol=1e-7)
@@ -108,13 +111,118 @@ def test_row_kernel_rejects_bad_arguments(ext):
     p, acc, vel = torch.zeros(4, 3), torch.zeros(4, 3), torch.zeros(4, 3)
     g = torch.ones(2, 3)
     with pytest.raises(RuntimeError, match="out of range"):
-        ext.adagrad_rows_(p, acc, vel, torch.tensor([0, 4]), g, 0.1, 1e-6, 0.0)
+        ext.adagrad_rows_(p, acc, vel, torch.tensor([0, 4]), g, 0.1, 1e-6, 0.0, NO)
     with pytest.raises(RuntimeError, match="float32"):
-        ext.adagrad_rows_(p.double(), acc, vel, torch.tensor([0, 1]), g, 0.1, 1e-6, 0.0)
+        ext.adagrad_rows_(p.double(), acc, vel, torch.tensor([0, 1]), g, 0.1, 1e-6, 0.0, NO)
     with pytest.raises(RuntimeError, match="one row per index"):
-        ext.adagrad_rows_(p, acc, vel, torch.tensor([0]), g, 0.1, 1e-6, 0.0)
+        ext.adagrad_rows_(p, acc, vel, torch.tensor([0]), g, 0.1, 1e-6, 0.0, NO)
     with pytest.raises(RuntimeError, match="contiguous"):
-        ext.adagrad_rows_(p, acc, vel, torch.tensor([0, 1]), torch.ones(3, 2).t(), 0.1, 1e-6, 0)
+        ext.adagrad_rows_(p, acc, vel, torch.tensor([0, 1]), torch.ones(3, 2).t(), 0.1, 1e-6, 0, NO)
+
+
+@pytest.mark.parametrize("mom", [0.0, 0.4])
+def test_row_kernel_threads_and_shadow(ext, mom):
+    """Sorted unique rows are split over the threads (here 500 rows of 100 floats: several
+    chunks): the same result as one thread in any order, and the bfloat16 shadow of the
+    updated rows is exactly p.to(bfloat16); other rows of the shadow are left alone."""
+    torch.manual_seed(3)
+    N, D = 2000, 100
+    p, acc, vel = torch.randn(N, D), torch.rand(N, D), torch.randn(N, D) * 0.01
+    rows = torch.randperm(N)[:500]
+    g = torch.randn(500, D)
+    srt, order = rows.sort()
+    shadow = torch.full((N, D), 7.0, dtype=BF)
+    a = [t.clone() for t in (p, acc, vel)]
+    ext.adagrad_rows_(*a, srt, g[order], 0.07, 1e-6, mom, shadow)
+    b = [t.clone() for t in (p, acc, vel)]
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ext.adagrad_rows_(*b, rows, g, 0.07, 1e-6, mom, NO)  # unsorted: one thread
+    finally:
+        torch.set_num_threads(prev)
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x, y)
+    assert torch.equal(shadow[srt].view(torch.int16), a[0][srt].to(BF).view(torch.int16))
+    untouched = torch.ones(N, dtype=torch.bool)
+    untouched[rows] = False
+    assert (shadow[untouched] == 7.0).all()
+
+
+def test_row_kernel_repeated_rows_are_updated_in_turn(ext):
+    p, acc, vel = torch.zeros(3, 2), torch.zeros(3, 2), torch.zeros(3, 2)
+    g = torch.ones(2, 2)
+    ext.adagrad_rows_(p, acc, vel, torch.tensor([1, 1]), g, 0.1, 0.0, 0.0, NO)
+    assert torch.equal(acc[1], torch.full((2,), 2.0))  # both gradients accumulated
+    expected = -0.1 * (1.0 + 1.0 / 2.0**0.5)
+    torch.testing.assert_close(p[1], torch.full((2,), expected))
+
+
+@pytest.mark.parametrize("mom", [0.0, 0.4])
+def test_dense_kernel_bfloat16_gradients_and_shadows(ext, mom):
+    """bfloat16 gradients are read as their float32 values; shadows receive
+    p.to(bfloat16) bit for bit; tensors large enough to be split over the threads."""
+    torch.manual_seed(2)
+    shapes = [(300, 200), (64,)]
+    ps = [torch.randn(s) for s in shapes]
+    accs = [torch.rand(s) for s in shapes]
+    vels = [torch.randn(s) * 0.01 for s in shapes]
+    g16 = [torch.randn(s).to(BF) for s in shapes]
+    a = [[t.clone() for t in ts] for ts in (ps, accs, vels)]
+    ext.adagrad_dense_(*a, [g.float() for g in g16], [], 0.05, 1e-6, mom)
+    b = [[t.clone() for t in ts] for ts in (ps, accs, vels)]
+    shadows = [torch.zeros(shapes[0], dtype=BF), NO]
+    ext.adagrad_dense_(*b, g16, shadows, 0.05, 1e-6, mom)
+    for xs, ys in zip(a, b, strict=True):
+        for x, y in zip(xs, ys, strict=True):
+            assert torch.equal(x, y)
+    assert torch.equal(shadows[0].view(torch.int16), b[0][0].to(BF).view(torch.int16))
+
+
+def test_kernel_bfloat16_conversion_is_torchs(ext):
+    """Round to nearest even, ties, denormals, infinities and NaN as torch converts them
+    (a zero step leaves p as it is, so the shadow is the conversion of p)."""
+    special = [1e-39, -1e-39, 1e-45, 3e-38, float("inf"), -float("inf"), float("nan")]
+    ties = [1.00390625, 1.01171875, -1.00390625, 3.4e38]  # exact halves; near max
+    p = torch.cat([torch.tensor(special + ties), torch.randn(40000)])
+    acc, vel, g = torch.ones_like(p), torch.zeros_like(p), torch.zeros_like(p)
+    sh = torch.zeros(p.shape, dtype=BF)
+    ext.adagrad_dense_([p], [acc], [vel], [g], [sh], 0.0, 1e-6, 0.0)
+    assert torch.equal(sh.view(torch.int16), p.to(BF).view(torch.int16))
+
+
+@pytest.mark.parametrize("kernels", [True, False])
+def test_optimizer_shadows_follow_every_update(kernels, monkeypatch):
+    """keep_shadow: after row, dense and dense-many updates (kernels or torch path) the
+    shadows equal the parameters in bfloat16; refresh_shadows picks up direct changes."""
+    if not kernels:
+        monkeypatch.setenv(fused.ENV_SWITCH, "0")
+    fused._reset()
+    try:
+        if kernels and fused.kernels() is None:
+            pytest.skip("fused kernels unavailable here")
+        torch.manual_seed(5)
+        W = torch.nn.Parameter(torch.randn(50, 6))
+        b = torch.nn.Parameter(torch.randn(50))
+        D = torch.nn.Parameter(torch.randn(6, 9))
+        E = torch.nn.Parameter(torch.randn(4, 3))
+        opt = AdagradM({"W": W, "b": b, "D": D, "E": E}, lr=0.1, momentum=0.3)
+        sh = {n: opt.keep_shadow(n) for n in ("W", "b", "D", "E")}
+        for _ in range(3):
+            rows = torch.randperm(50)[:12].sort().values
+            opt.tick()
+            opt.step_rows("W", rows, torch.randn(12, 6))
+            opt.step_rows("b", rows, torch.randn(12))
+            opt.step_dense_many(["D"], [torch.randn(6, 9).to(BF)])
+            E.grad = torch.randn(4, 3)
+            opt.step_dense("E")
+        for n, p in (("W", W), ("b", b), ("D", D), ("E", E)):
+            assert torch.equal(sh[n], p.data.to(BF)), n
+        W.data.mul_(2.0)
+        opt.refresh_shadows()
+        assert torch.equal(sh["W"], W.data.to(BF))
+    finally:
+        fused._reset()
 
 
 def _opt_run(mom: float, use_old: bool, dtype=torch.float32):

@@ -345,6 +345,8 @@ class _Task:
         targets = torch.from_numpy(plan.targets).to(dev)
         resets = torch.from_numpy(plan.resets).to(dev)
         full = (plan.targets >= 0).all(axis=1)
+        if self.fast_step is not None:
+            self.fast_step.refresh()  # the weights may have been loaded since the last step
         previous = torch.get_num_threads()
         if self.threads and self.threads != previous:
             torch.set_num_threads(self.threads)
@@ -459,6 +461,7 @@ class _Task:
 
         self.net.load_state_dict({k: v.to(self.device) for k, v in part("net.").items()})
         self.opt.load_state_dict({k: v.to(self.device) for k, v in part("opt.").items()})
+        self.opt.refresh_shadows()
         self.sampler.load_state_dict(part("sampler."))
         torch.set_rng_state(state["rng.torch"])
         if "rng.cuda" in state and self.device.type == "cuda":

@@ -23,9 +23,13 @@ default) it uses cheaper formulations that change float rounding only:
   :mod:`seqrec.fused`).
 
 With ``matmul_precision = "bfloat16"`` every matrix product takes bfloat16 operands
-(the item rows are gathered from a bfloat16 copy of the touched rows; the dense weights
-are converted once per step) and returns bfloat16, which is converted back or promoted
-to float32 by the element-wise op that consumes it; everything else is float32.
+and returns bfloat16, which is converted back or promoted to float32 by the element-wise
+op that consumes it; everything else is float32. The weight operands (the candidates'
+rows of ``Wy``, the recurrent weight matrices) are read from bfloat16 copies that the
+optimiser writes in its update pass (:meth:`RowOptimizer.keep_shadow`), and the weight
+gradients are written in bfloat16 and read as such by the optimiser: bit for bit what
+converting the float32 weights every step gives (``shadows=False``, a test compares),
+without the conversions and the float32 gather of the candidates' rows.
 
 Every other loss, and cross-entropy with ELU or a mask, runs autograd on the (B, C)
 score matrix only. ``exact=True`` (tests) uses that path for every loss and
@@ -168,7 +172,7 @@ class FastStep:
     which it replaces every step like the autograd step does).
     """
 
-    def __init__(self, task, exact: bool = False) -> None:
+    def __init__(self, task, exact: bool = False, shadows: bool = True) -> None:
         cfg = task.cfg
         net = task.net
         self.task = task
@@ -184,6 +188,9 @@ class FastStep:
         self.use_logq = task.log_q is not None and cfg.logq != 0.0
         # matmul_precision = bfloat16: operands of every matrix product in bfloat16
         self.lp = torch.bfloat16 if cfg.matmul_precision == "bfloat16" else None
+        # lp: operands from bfloat16 shadows kept by the optimiser (False: converted every
+        # step, as a reference for the tests: the same results bit for bit)
+        self.shadows = self.lp is not None and shadows
         self.in_name = {"embedding": "E", "onehot": "Wx.0"}.get(self.mode)
         # per layer: size, Wx (None for the one-hot first layer: a row table), Wh halves, b
         self.layers = []
@@ -209,6 +216,16 @@ class FastStep:
                     g_b,
                 )
             )
+        # bfloat16 copies of Wy and of the dense weights that the optimiser keeps current
+        # (lp only): the products read their operands from them, no conversion per step
+        self.low_w: list[tuple[Tensor | None, Tensor, Tensor]] = []
+        self.low_wy: Tensor | None = None
+        if self.shadows:
+            self.low_wy = self.opt.keep_shadow("Wy")
+            for layer, (H, Wx, *_rest) in enumerate(self.layers):
+                sh_wh = self.opt.keep_shadow(f"Wh.{layer}")
+                sh_wx = None if Wx is None else self.opt.keep_shadow(f"Wx.{layer}")
+                self.low_w.append((sh_wx, sh_wh[:, : 2 * H], sh_wh[:, 2 * H :]))
         if sorted(self.dense_names) != sorted(task.dense_names):
             raise AssertionError(f"dense parameters {self.dense_names} != {task.dense_names}")
         # cross-entropy / bpr-max closed forms (other cases: autograd on the score matrix)
@@ -222,8 +239,17 @@ class FastStep:
                 if net.Wy.device.type == "cpu":
                     self.kernels = fused.kernels()
 
+    def refresh(self) -> None:
+        """Re-copy the bfloat16 shadows from the weights (at the start of an epoch: the
+        weights may have been loaded or changed since the last step)."""
+        self.opt.refresh_shadows()
+
     def _grad_buffer(self, name: str) -> Tensor:
-        g = torch.zeros_like(self.params[name].data)
+        p = self.params[name].data
+        # lp: the products write the weight-matrix gradients in bfloat16, which the
+        # optimiser reads as such (biases stay float32: summed, not multiplied)
+        low = self.shadows and p.dim() == 2
+        g = torch.zeros_like(p, dtype=self.lp if low else None)
         self.dense_names.append(name)
         self.dense_grads.append(g)
         return g
@@ -269,24 +295,34 @@ class FastStep:
         # ---- the touched rows of the item tables
         Wy = self.params["Wy"].data
         By = self.params["By"].data
+        # (lp: the candidates' rows come from the bfloat16 copy of Wy; no float32 gather)
+        low_wy = self.low_wy
+        wy = None
         if self.mode == "constrained":
             rows, inv = torch.unique(torch.cat([inp, cand]), return_inverse=True)
-            wy = Wy.index_select(0, rows)  # (R, H)
             by = By.index_select(0, rows)  # (R,)
             inv_x, inv_c = inv[:n], inv[n:]
-            x = wy.index_select(0, inv_x)  # (B, H)
-            rows_in, tab_in = rows, wy
+            if low_wy is None:
+                wy = Wy.index_select(0, rows)  # (R, H)
+                x = wy.index_select(0, inv_x)  # (B, H)
+            else:
+                x = Wy.index_select(0, inp)  # (B, H)
+            rows_in, tab_shape = rows, (rows.shape[0], Wy.shape[1])
         else:
             rows, inv_c = torch.unique(cand, return_inverse=True)
-            wy = Wy.index_select(0, rows)
+            if low_wy is None:
+                wy = Wy.index_select(0, rows)
             by = By.index_select(0, rows)
             rows_in, inv_x = torch.unique(inp, return_inverse=True)
             tab_in = self.params[self.in_name].data.index_select(0, rows_in)
+            tab_shape = tuple(tab_in.shape)
             x = tab_in.index_select(0, inv_x)  # (B, in0)
-        if self.lp is None:
-            w_c = wy.index_select(0, inv_c)  # (C, H)
-        else:  # only the bfloat16 copy is used: gather from the converted rows
+        if self.lp is not None and low_wy is None:  # converted here (reference path)
             w_c = wy.to(self.lp).index_select(0, inv_c)  # (C, H) bfloat16
+        elif wy is not None:
+            w_c = wy.index_select(0, inv_c)  # (C, H)
+        else:
+            w_c = low_wy.index_select(0, cand)  # (C, H) bfloat16
         b_c = by.index_select(0, inv_c)  # (C,)
 
         # ---- forward (the ops of GRU4RecNet.recur)
@@ -308,8 +344,11 @@ class FastStep:
                 gx = inp_l + b if Wx is None else torch.addmm(b, inp_l, Wx)  # (B, 3H)
                 hh = h @ Wh_rz  # (B, 2H)
             else:
-                Wx_ = None if Wx is None else Wx.to(lp)
-                Wh_rz_, Wh_n_ = Wh_rz.to(lp), Wh_n.to(lp)
+                if self.shadows:
+                    Wx_, Wh_rz_, Wh_n_ = self.low_w[len(low)]
+                else:
+                    Wx_ = None if Wx is None else Wx.to(lp)
+                    Wh_rz_, Wh_n_ = Wh_rz.to(lp), Wh_n.to(lp)
                 low.append((Wx_, Wh_rz_, Wh_n_))
                 gx = inp_l + b if Wx_ is None else (inp_l.to(lp) @ Wx_).float().add_(b)
                 hh = h.to(lp) @ Wh_rz_
@@ -376,7 +415,7 @@ class FastStep:
         else:
 
             def mm(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
-                c = a.to(lp) @ b.to(lp)  # (bfloat16)
+                c = a.to(lp) @ b.to(lp)  # (bfloat16; out: a gradient buffer)
                 return c if out is None else out.copy_(c)
 
         d = d_out
@@ -413,13 +452,13 @@ class FastStep:
         # ---- row gradients
         R = rows.shape[0]
         if self.exact:
-            g_wy = aten.index_select_backward(d_wc, (R, wy.shape[1]), 0, inv_c)
-            g_in = aten.index_select_backward(d_x, tuple(tab_in.shape), 0, inv_x)
+            g_wy = aten.index_select_backward(d_wc, (R, Wy.shape[1]), 0, inv_c)
+            g_in = aten.index_select_backward(d_x, tab_shape, 0, inv_x)
             g_by = aten.index_select_backward(d_bc, (R,), 0, inv_c)
             if self.mode == "constrained":
                 g_wy = g_wy + g_in
         else:
-            g_wy = torch.zeros_like(wy).index_add_(0, inv_c, d_wc)
+            g_wy = Wy.new_zeros(R, Wy.shape[1]).index_add_(0, inv_c, d_wc)
             g_by = torch.zeros_like(by).index_add_(0, inv_c, d_bc)
             if self.mode == "constrained":
                 g_wy.index_add_(0, inv_x, d_x)

@@ -432,8 +432,10 @@ _FUNCTIONS = ["adagrad_rows_", "adagrad_dense_", "bpr_max_"]
 # (its cache name includes the CPU's identity, so a shared cache never mixes CPUs).
 # -fopenmp: at::parallel_for splits the loops over torch's own OpenMP threads (the
 # library's libgomp.so.1 dependency resolves to the copy torch has already loaded).
-_CFLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-march=native", "-fopenmp"]
-_LDFLAGS = ["-fopenmp"]
+# Where the compiler has no OpenMP (e.g. Apple clang) the library is built without it:
+# the same kernels on one thread.
+_CFLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-march=native"]
+_OPENMP = ["-fopenmp"]
 
 _lock = threading.Lock()
 _module: ModuleType | None = None
@@ -458,11 +460,11 @@ def _cpu_identity() -> str:
     return "".join(keep) or f"{platform.machine()} {platform.processor()}"
 
 
-def _ext_name() -> str:
+def _ext_name(openmp: bool = True) -> str:
     key = "\n".join(
         [
             _SOURCE,
-            " ".join(_CFLAGS + _LDFLAGS),
+            " ".join(_CFLAGS + (_OPENMP if openmp else [])),
             torch.__version__,
             sys.version.split()[0],
             _cpu_identity(),
@@ -487,8 +489,8 @@ def _import(name: str, path: str) -> ModuleType:
     return mod
 
 
-def _load() -> ModuleType:
-    name = _ext_name()
+def _load(openmp: bool = True) -> ModuleType:
+    name = _ext_name(openmp)
     directory = _build_dir(name)
     lib = os.path.join(directory, name + ".so")
     ready = os.path.join(directory, "seqrec-ready")  # written once the library is complete
@@ -505,8 +507,8 @@ def _load() -> ModuleType:
         name=name,
         cpp_sources=_SOURCE,
         functions=_FUNCTIONS,
-        extra_cflags=_CFLAGS,
-        extra_ldflags=_LDFLAGS,
+        extra_cflags=_CFLAGS + (_OPENMP if openmp else []),
+        extra_ldflags=_OPENMP if openmp else [],
         build_directory=directory,
         verbose=False,
     )
@@ -535,7 +537,11 @@ def kernels() -> ModuleType | None:
                 log.debug("fused kernels switched off (%s=0): pure-torch updates", ENV_SWITCH)
             else:
                 try:
-                    _module = _load()
+                    try:
+                        _module = _load(openmp=True)
+                    except Exception as exc:
+                        log.info("fused kernels: no OpenMP build (%s); trying without", exc)
+                        _module = _load(openmp=False)
                 except Exception as exc:  # no compiler, no ninja, unsupported flags, ...
                     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                     log.warning(

@@ -315,3 +315,23 @@ def test_bpr_max_kernel_rejects_bad_shapes(ext):
         ext.bpr_max_(torch.zeros(1, 1), torch.zeros(1, 1), torch.zeros(1), 1.0, 0.0)
     with pytest.raises(RuntimeError, match=r"\(B,\)"):
         ext.bpr_max_(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3), 1.0, 0.0)
+
+
+def test_build_without_openmp_when_the_openmp_build_fails(monkeypatch):
+    calls = []
+
+    def fake_load(openmp: bool = True):
+        calls.append(openmp)
+        if openmp:
+            raise RuntimeError("unsupported option '-fopenmp'")
+        return "single-threaded module"
+
+    monkeypatch.delenv(fused.ENV_SWITCH, raising=False)
+    monkeypatch.setattr(fused, "_load", fake_load)
+    fused._reset()
+    try:
+        assert fused.kernels() == "single-threaded module"
+        assert calls == [True, False]
+        assert fused._ext_name(True) != fused._ext_name(False)  # separate caches
+    finally:
+        fused._reset()

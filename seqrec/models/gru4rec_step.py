@@ -337,6 +337,7 @@ class FastStep:
         offset = 0
         lp = self.lp
         low = []  # per layer: the bfloat16 copies of Wx, Wh_rz, Wh_n (lp only)
+        saved_lp = []  # per layer: bfloat16 input, h and r*h for the backward (lp only)
         for H, Wx, Wh_rz, Wh_n, b, *_ in self.layers:
             h = h_all[:, offset : offset + H]  # (B, H)
             offset += H
@@ -350,14 +351,21 @@ class FastStep:
                     Wx_ = None if Wx is None else Wx.to(lp)
                     Wh_rz_, Wh_n_ = Wh_rz.to(lp), Wh_n.to(lp)
                 low.append((Wx_, Wh_rz_, Wh_n_))
-                gx = inp_l + b if Wx_ is None else (inp_l.to(lp) @ Wx_).float().add_(b)
-                hh = h.to(lp) @ Wh_rz_
+                inp_lp = None if Wx_ is None else inp_l.to(lp)
+                gx = inp_l + b if Wx_ is None else (inp_lp @ Wx_).float().add_(b)
+                h_lp = h.to(lp)
+                hh = h_lp @ Wh_rz_
             xr, xz, xn = gx.split(H, dim=1)
             hr, hz = hh.split(H, dim=1)
             r = torch.sigmoid(xr + hr)
             z = torch.sigmoid(xz + hz)
             rh = r * h
-            n_ = torch.tanh(xn + (rh @ Wh_n if lp is None else rh.to(lp) @ Wh_n_))
+            if lp is None:
+                n_ = torch.tanh(xn + rh @ Wh_n)
+            else:
+                rh_lp = rh.to(lp)
+                n_ = torch.tanh(xn + rh_lp @ Wh_n_)
+                saved_lp.append((inp_lp, h_lp, rh_lp))
             h_new = torch.lerp(h, n_, z)
             if ph > 0:
                 o, noise_h = _dropout(h_new, ph)
@@ -410,14 +418,6 @@ class FastStep:
             d_wc = dS.t().mm(out)
 
         # ---- backward: the recurrent layers, top down
-        if lp is None:
-            mm = torch.mm
-        else:
-
-            def mm(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
-                c = a.to(lp) @ b.to(lp)  # (bfloat16; out: a gradient buffer)
-                return c if out is None else out.copy_(c)
-
         d = d_out
         d_x = None
         for layer in range(len(self.layers) - 1, -1, -1):
@@ -428,23 +428,33 @@ class FastStep:
             d_z = d_hnew * (n_ - h)  # d weight = g * (end - start)
             da_n = aten.tanh_backward(d_n, n_)
             da_z = aten.sigmoid_backward(d_z, z)
-            if lp is not None:  # the bfloat16 copies made in the forward pass
-                Wx, _, Wh_n = low[layer]
-            d_rh = mm(da_n, Wh_n.t())
-            da_r = aten.sigmoid_backward(d_rh * h, r)
-            dgx = torch.cat([da_r, da_z, da_n], dim=1)  # (B, 3H)
-            torch.sum(dgx, dim=0, out=g_b)
-            mm(h.t(), torch.cat([da_r, da_z], dim=1), out=g_wh_rz)
-            mm(rh.t(), da_n, out=g_wh_n)
+            if lp is None:
+                d_rh = da_n.mm(Wh_n.t())
+                da_r = aten.sigmoid_backward(d_rh * h, r)
+                dgx = torch.cat([da_r, da_z, da_n], dim=1)  # (B, 3H)
+                torch.sum(dgx, dim=0, out=g_b)
+                torch.mm(h.t(), torch.cat([da_r, da_z], dim=1), out=g_wh_rz)
+                torch.mm(rh.t(), da_n, out=g_wh_n)
+                if Wx is not None:
+                    torch.mm(inp_l.t(), dgx, out=g_wx)
+                    d = dgx.mm(Wx.t())  # d input of this layer
+            else:  # bfloat16 operands, each converted once (weights: the forward's copies)
+                Wx_, _, Wh_n_ = low[layer]
+                inp_lp, h_lp, rh_lp = saved_lp[layer]
+                d_rh = da_n.to(lp) @ Wh_n_.t()  # (B, H) bfloat16
+                da_r = aten.sigmoid_backward(d_rh * h, r)
+                dgx = torch.cat([da_r, da_z, da_n], dim=1)  # (B, 3H)
+                torch.sum(dgx, dim=0, out=g_b)
+                dgx_lp = dgx.to(lp)
+                g_wh_rz.copy_(h_lp.t() @ dgx_lp[:, : 2 * H])
+                g_wh_n.copy_(rh_lp.t() @ dgx_lp[:, 2 * H :])
+                if Wx_ is not None:
+                    g_wx.copy_(inp_lp.t() @ dgx_lp)
+                    d = (dgx_lp @ Wx_.t()).float()  # d input of this layer
             if Wx is None:  # one-hot first layer: dgx are the gathered rows' gradients
                 d_x = dgx
-            else:
-                mm(inp_l.t(), dgx, out=g_wx)
-                d = mm(dgx, Wx.t())  # d input of this layer
-                if lp is not None:
-                    d = d.float()
-                if layer == 0:
-                    d_x = d
+            elif layer == 0:
+                d_x = d
         assert d_x is not None
         if noise_e is not None:
             d_x = _dropout_backward(d_x, noise_e, pe)

@@ -252,6 +252,17 @@ void grad_row(const float* __restrict r, const float* __restrict e, const float*
   }
 }
 
+void dropout_noise_range(float* __restrict out, uint64_t s, float scale, uint64_t threshold,
+                         int64_t b, int64_t e) {
+  for (int64_t i = b; i < e; ++i) {
+    uint64_t z = s + static_cast<uint64_t>(i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    out[i] = (z >> 40) < threshold ? scale : 0.0f;
+  }
+}
+
 void check_float(const torch::Tensor& t, const char* what) {
   TORCH_CHECK(t.device().is_cpu(), what, " must be a CPU tensor");
   TORCH_CHECK(t.scalar_type() == at::kFloat, what, " must be float32");
@@ -424,9 +435,25 @@ void adagrad_dense_(std::vector<torch::Tensor> ps, std::vector<torch::Tensor> ac
     });
   }
 }
+
+// Dropout noise: noise[i] = 1/keep if u_i < keep else 0, with u_i the top 24 bits of a
+// splitmix64 hash of (seed, i): a counter-based generator, so any split over threads
+// gives the same noise, and one 64-bit seed per call reproduces it.
+void dropout_noise_(torch::Tensor noise, int64_t seed, double keep) {
+  check_float(noise, "noise");
+  TORCH_CHECK(keep > 0.0 && keep <= 1.0, "keep must be in (0, 1]");
+  float* out = noise.data_ptr<float>();
+  const int64_t n = noise.numel();
+  const float scale = 1.0f / static_cast<float>(keep);
+  const uint64_t threshold = static_cast<uint64_t>(keep * 16777216.0 + 0.5);  // keep * 2^24
+  const uint64_t s = static_cast<uint64_t>(seed);
+  at::parallel_for(0, n, kGrain, [out, s, scale, threshold](int64_t b, int64_t e) {
+    dropout_noise_range(out, s, scale, threshold, b, e);
+  });
+}
 """
 
-_FUNCTIONS = ["adagrad_rows_", "adagrad_dense_", "bpr_max_"]
+_FUNCTIONS = ["adagrad_rows_", "adagrad_dense_", "bpr_max_", "dropout_noise_"]
 # -ffp-contract=off: no compiler-made FMAs (the source spells out every fused operation);
 # -fno-math-errno: lets sqrt vectorise; -march=native: the library is built per machine
 # (its cache name includes the CPU's identity, so a shared cache never mixes CPUs).

@@ -260,3 +260,33 @@ def test_fit_with_either_step_learns_the_same(fast):
     for h1, h2 in zip(a.history_, b.history_, strict=True):
         assert h1.loss == pytest.approx(h2.loss, rel=1e-4)
     torch.testing.assert_close(a.net_.Wy, b.net_.Wy, rtol=1e-4, atol=1e-5)
+
+
+def test_train_dropout_noise_is_seeded_by_torch():
+    from seqrec.models.gru4rec import train_dropout
+
+    x = torch.randn(64, 32)
+    torch.manual_seed(0)
+    o1, n1 = train_dropout(x, 0.3)
+    _, n2 = train_dropout(x, 0.3)
+    torch.manual_seed(0)
+    o3, n3 = train_dropout(x, 0.3)
+    assert torch.equal(n1, n3) and torch.equal(o1, o3)  # reproducible from the seed
+    assert not torch.equal(n1, n2)  # every call draws new noise
+    assert torch.equal(o1, x * n1)
+    assert set(n1.unique().tolist()) <= {0.0, float(1.0 / torch.tensor(0.7))}
+
+
+def test_train_dropout_without_kernels_is_f_dropout(monkeypatch):
+    from seqrec.models.gru4rec import train_dropout
+
+    monkeypatch.setenv(fused.ENV_SWITCH, "0")
+    fused._reset()
+    try:
+        x = torch.randn(64, 32)
+        torch.manual_seed(1)
+        out, _ = train_dropout(x, 0.3)
+        torch.manual_seed(1)
+        assert torch.equal(out, torch.nn.functional.dropout(x, 0.3, True))
+    finally:
+        fused._reset()

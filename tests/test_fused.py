@@ -335,3 +335,34 @@ def test_build_without_openmp_when_the_openmp_build_fails(monkeypatch):
         assert fused._ext_name(True) != fused._ext_name(False)  # separate caches
     finally:
         fused._reset()
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.8, 0.95])
+def test_dropout_noise_rate_and_values(ext, keep):
+    n = 1_000_000
+    noise = torch.empty(n)
+    ext.dropout_noise_(noise, 12345, keep)
+    kept = noise != 0
+    assert torch.equal(noise[kept], torch.full((int(kept.sum()),), 1.0 / torch.tensor(keep)))
+    sigma = (keep * (1 - keep) / n) ** 0.5
+    assert abs(kept.float().mean().item() - keep) < 5 * sigma
+    # neighbours are independent: P(both kept) = keep^2
+    both = (kept[1:] & kept[:-1]).float().mean().item()
+    assert abs(both - keep * keep) < 5 * (keep * keep * (1 - keep * keep) / n) ** 0.5
+
+
+def test_dropout_noise_is_reproducible_and_thread_independent(ext):
+    a, b, c = torch.empty(100_000), torch.empty(100_000), torch.empty(100_000)
+    ext.dropout_noise_(a, 7, 0.7)
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ext.dropout_noise_(b, 7, 0.7)
+    finally:
+        torch.set_num_threads(prev)
+    ext.dropout_noise_(c, 8, 0.7)
+    assert torch.equal(a, b)
+    same = (a == c).float().mean().item()  # another seed: agreement by chance only
+    assert abs(same - (0.7**2 + 0.3**2)) < 0.01
+    with pytest.raises(RuntimeError, match="keep"):
+        ext.dropout_noise_(a, 1, 0.0)

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqrec import fused
 from seqrec.batching import ParallelPlan, session_parallel_plan
 from seqrec.data.idmap import ItemIndex
 from seqrec.data.samples import Samples
@@ -149,6 +150,28 @@ def _glorot(rows: int, cols: int, gates: int, scale: float, gen: torch.Generator
     return (torch.rand(rows, gates * cols, generator=gen) * 2 - 1) * s
 
 
+def train_dropout(x: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training-time dropout of ``x`` with probability ``p``: (output, what its backward
+    multiplies the gradient with), the same in the autograd and in the fast step.
+
+    CPU: ``x * noise`` with noise 0 or ``1 / (1 - p)`` from the fused kernels' counter-based
+    generator (one 64-bit seed drawn from torch's default generator per call, so
+    ``torch.manual_seed`` and checkpoints reproduce it; ~30x faster than ``bernoulli_``,
+    which is what runs when the kernels are unavailable: what ``F.dropout`` does on CPU).
+    CUDA: ``torch.native_dropout`` (what ``F.dropout`` calls there; boolean mask).
+    """
+    if x.device.type == "cuda":
+        return torch.native_dropout(x, p, True)  # (output, bool mask)
+    ext = fused.kernels() if fused.cpu_float_contiguous(x) else None
+    noise = torch.empty_like(x)
+    if ext is None:
+        noise.bernoulli_(1 - p).div_(1 - p)
+    else:
+        seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+        ext.dropout_noise_(noise, seed, 1 - p)
+    return x * noise, noise
+
+
 class GRU4RecNet(nn.Module):
     """The network: item tables (row-updated) and the recurrent stack (dense)."""
 
@@ -212,7 +235,7 @@ class GRU4RecNet(nn.Module):
         """
         new_parts = []
         offset = 0
-        inp = F.dropout(x, p_embed, train) if p_embed > 0 else x
+        inp = train_dropout(x, p_embed)[0] if p_embed > 0 and train else x
         for layer, hsz in enumerate(self.layers):
             if layer == 0 and self.input_mode == "onehot":
                 gx = inp + self.b[0]  # (B, g*H): the gathered one-hot projection
@@ -242,7 +265,8 @@ class GRU4RecNet(nn.Module):
                 offset += hsz
                 h_new = torch.tanh(gx + h @ Wh)
                 c_new = None
-            inp = F.dropout(h_new, p_hidden, train) if p_hidden > 0 else h_new  # (B, H)
+            # (B, H)
+            inp = train_dropout(h_new, p_hidden)[0] if p_hidden > 0 and train else h_new
             new_parts.append(inp if self.carry_dropout else h_new)
             if c_new is not None:
                 new_parts.append(c_new)

@@ -54,6 +54,7 @@ from torch import Tensor
 
 from seqrec import fused
 from seqrec.losses import BPR_MAX_EPS
+from seqrec.models.gru4rec import train_dropout
 
 if TYPE_CHECKING:
     from seqrec.models.gru4rec import GRU4RecConfig, GRU4RecNet
@@ -145,18 +146,6 @@ def bpr_max_and_grad(scores: Tensor, bpreg: float, elu: float = 0.0) -> tuple[Te
     if elu > 0:  # dELU/dx = 1 (x > 0) else result + alpha: from the result, one pass
         g = aten.elu_backward(g, elu, 1, 1, True, r)
     return loss, g
-
-
-def _dropout(x: Tensor, p: float) -> tuple[Tensor, Tensor]:
-    """``F.dropout(x, p, True)`` and what its backward needs, consuming the same RNG.
-
-    CPU: what ATen's dropout does there (noise = bernoulli(1 - p) / (1 - p), x * noise);
-    CUDA: the fused ``native_dropout`` that F.dropout calls there.
-    """
-    if x.device.type == "cuda":
-        return torch.native_dropout(x, p, True)  # (output, bool mask)
-    noise = torch.empty_like(x).bernoulli_(1 - p).div_(1 - p)
-    return x * noise, noise
 
 
 def _dropout_backward(grad: Tensor, saved: Tensor, p: float) -> Tensor:
@@ -328,7 +317,7 @@ class FastStep:
         # ---- forward (the ops of GRU4RecNet.recur)
         pe, ph = self.pe, self.ph
         if pe > 0:
-            xin, noise_e = _dropout(x, pe)
+            xin, noise_e = train_dropout(x, pe)
         else:
             xin, noise_e = x, None
         saved = []
@@ -368,7 +357,7 @@ class FastStep:
                 saved_lp.append((inp_lp, h_lp, rh_lp))
             h_new = torch.lerp(h, n_, z)
             if ph > 0:
-                o, noise_h = _dropout(h_new, ph)
+                o, noise_h = train_dropout(h_new, ph)
             else:
                 o, noise_h = h_new, None
             saved.append((inp_l, h, r, z, rh, n_, noise_h))

@@ -269,6 +269,29 @@ void check_float(const torch::Tensor& t, const char* what) {
   TORCH_CHECK(t.is_contiguous(), what, " must be contiguous");
 }
 
+// rows idx[b..e) of P (row width D) with the gradient rows G[b..e)
+void rows_update(int kind, float* P, float* A, float* V, const float* G, uint16_t* S,
+                 const int64_t* idx, int64_t b, int64_t e, int64_t D, float lr, float eps,
+                 float mom) {
+  if (S == nullptr) {
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t o = idx[i] * D;
+      if (kind == 2)
+        adagrad_momentum_step<false>(P + o, A + o, V + o, G + i * D, S, D, lr, eps, mom);
+      else if (kind == 1) adagrad_mul_add_step<false>(P + o, A + o, G + i * D, S, D, lr, eps);
+      else adagrad_fused_step<false>(P + o, A + o, G + i * D, S, D, lr, eps);
+    }
+  } else {
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t o = idx[i] * D;
+      if (kind == 2)
+        adagrad_momentum_step<true>(P + o, A + o, V + o, G + i * D, S + o, D, lr, eps, mom);
+      else if (kind == 1) adagrad_mul_add_step<true>(P + o, A + o, G + i * D, S + o, D, lr, eps);
+      else adagrad_fused_step<true>(P + o, A + o, G + i * D, S + o, D, lr, eps);
+    }
+  }
+}
+
 // shadow: an empty tensor (none), or a contiguous bfloat16 CPU tensor with n elements
 uint16_t* shadow_ptr(const torch::Tensor& sh, int64_t n) {
   if (sh.numel() == 0) return nullptr;
@@ -321,17 +344,13 @@ void adagrad_rows_(torch::Tensor p, torch::Tensor acc, torch::Tensor vel, torch:
   const float feps = static_cast<float>(eps);
   const float fmom = static_cast<float>(momentum);
   const int kind = use_v ? 2 : (two_d ? 0 : 1);
-  auto update = [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t o = idx[i] * D;
-      adagrad_step(kind, P + o, A + o, use_v ? V + o : nullptr, G + i * D,
-                   S == nullptr ? nullptr : S + o, D, flr, feps, fmom);
-    }
-  };
-  if (increasing) {  // distinct rows: chunks touch disjoint memory
-    at::parallel_for(0, R, std::max<int64_t>(1, kGrain / D), update);
+  if (increasing && at::get_num_threads() > 1 && R * D > 2 * kGrain) {
+    // distinct rows: chunks touch disjoint memory
+    at::parallel_for(0, R, std::max<int64_t>(1, kGrain / D), [=](int64_t b, int64_t e) {
+      rows_update(kind, P, A, V, G, S, idx, b, e, D, flr, feps, fmom);
+    });
   } else {
-    update(0, R);
+    rows_update(kind, P, A, V, G, S, idx, 0, R, D, flr, feps, fmom);
   }
 }
 
@@ -353,7 +372,7 @@ void bpr_max_(torch::Tensor scores, torch::Tensor g, torch::Tensor loss, double 
   float* G = g.data_ptr<float>();
   float* L = loss.data_ptr<float>();
   // rows are independent (each reads its own row of scores before writing it in g)
-  at::parallel_for(0, B, std::max<int64_t>(1, kGrain / (8 * C)), [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, B, std::max<int64_t>(1, kGrain / (8 * C)), [=](int64_t begin, int64_t end) {
   std::vector<float> buf(3 * C);
   float* R = buf.data();
   float* E = R + C;
@@ -424,7 +443,7 @@ void adagrad_dense_(std::vector<torch::Tensor> ps, std::vector<torch::Tensor> ac
     const uint16_t* G16 =
         g16 ? reinterpret_cast<const uint16_t*>(gs[k].data_ptr<at::BFloat16>()) : nullptr;
     const int kind = use_v ? 2 : 0;
-    at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) {
+    at::parallel_for(0, n, kGrain, [=](int64_t b, int64_t e) {
       uint16_t* sh = S == nullptr ? nullptr : S + b;
       float* vb = use_v ? V + b : nullptr;
       if (g16) {

@@ -57,6 +57,8 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 
 import torch
@@ -524,6 +526,38 @@ def _import(name: str, path: str) -> ModuleType:
     return mod
 
 
+@contextmanager
+def _build_lock(directory: str) -> Iterator[None]:
+    """Exclusive right to build into ``directory`` among seqrec processes.
+
+    An ``flock`` on ``seqrec-build.lock``: the kernel releases it when its holder exits,
+    however it exits. torch's own build lock is a plain file (``lock``) that a build
+    killed mid-way (Ctrl-C, a timeout, the OOM killer) leaves behind, after which every
+    later ``load_inline`` into that directory waits forever. Holding this lock, a
+    ``lock`` file found in the directory can only be such a leftover, and is removed.
+    Without ``fcntl`` (Windows) there is no lock and no removal.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    fd = os.open(os.path.join(directory, "seqrec-build.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another process that is building the kernels in %s", directory)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        stale = os.path.join(directory, "lock")
+        if os.path.exists(stale):
+            log.warning("removing a stale build lock left by an interrupted build: %s", stale)
+            os.remove(stale)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
 def _load(openmp: bool = True) -> ModuleType:
     name = _ext_name(openmp)
     directory = _build_dir(name)
@@ -533,24 +567,28 @@ def _load(openmp: bool = True) -> ModuleType:
         return _import(name, lib)
     from torch.utils.cpp_extension import load_inline
 
-    log.info(
-        "compiling seqrec's fused CPU kernels into %s (once per machine and torch version, ~30 s)",
-        directory,
-    )
     os.makedirs(directory, exist_ok=True)
-    mod = load_inline(
-        name=name,
-        cpp_sources=_SOURCE,
-        functions=_FUNCTIONS,
-        extra_cflags=_CFLAGS + (_OPENMP if openmp else []),
-        extra_ldflags=_OPENMP if openmp else [],
-        build_directory=directory,
-        verbose=False,
-    )
-    tmp = f"{ready}.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(name + "\n")
-    os.replace(tmp, ready)
+    with _build_lock(directory):
+        if os.path.exists(ready) and os.path.exists(lib):  # built while we waited
+            return _import(name, lib)
+        log.info(
+            "compiling seqrec's fused CPU kernels into %s (once per machine and torch "
+            "version, ~30 s)",
+            directory,
+        )
+        mod = load_inline(
+            name=name,
+            cpp_sources=_SOURCE,
+            functions=_FUNCTIONS,
+            extra_cflags=_CFLAGS + (_OPENMP if openmp else []),
+            extra_ldflags=_OPENMP if openmp else [],
+            build_directory=directory,
+            verbose=False,
+        )
+        tmp = f"{ready}.{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(name + "\n")
+        os.replace(tmp, ready)
     return mod
 
 

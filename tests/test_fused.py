@@ -366,3 +366,57 @@ def test_dropout_noise_is_reproducible_and_thread_independent(ext):
     assert abs(same - (0.7**2 + 0.3**2)) < 0.01
     with pytest.raises(RuntimeError, match="keep"):
         ext.dropout_noise_(a, 1, 0.0)
+
+
+def _fake_build(monkeypatch, tmp_path, calls):
+    """Points the build at ``tmp_path`` and replaces the compiler with a recorder that,
+    like torch's ``load_inline``, would wait forever on a leftover ``lock`` file."""
+    import os
+
+    import torch.utils.cpp_extension as cpp
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+
+    def fake_load_inline(name, build_directory, **kwargs):
+        assert not os.path.exists(os.path.join(build_directory, "lock")), "would hang"
+        calls.append(name)
+        return f"module {name}"
+
+    monkeypatch.setattr(cpp, "load_inline", fake_load_inline)
+    name = fused._ext_name(True)
+    return name, tmp_path / name
+
+
+def test_build_removes_the_lock_file_an_interrupted_build_left(monkeypatch, tmp_path):
+    calls: list[str] = []
+    name, directory = _fake_build(monkeypatch, tmp_path, calls)
+    directory.mkdir()
+    (directory / "lock").write_text("")  # a build killed mid-way leaves this behind
+    assert fused._load(True) == f"module {name}"
+    assert calls == [name]
+    assert (directory / "seqrec-ready").read_text().strip() == name
+    assert not (directory / "lock").exists()
+
+
+def test_build_waits_for_another_process_building(monkeypatch, tmp_path):
+    import fcntl
+    import os
+    import threading
+    import time
+
+    calls: list[str] = []
+    name, directory = _fake_build(monkeypatch, tmp_path, calls)
+    directory.mkdir()
+    holder = os.open(directory / "seqrec-build.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # another builder (a separate open file: it conflicts)
+    (directory / "lock").write_text("")  # ... whose torch lock is live, not stale
+    result = []
+    t = threading.Thread(target=lambda: result.append(fused._load(True)))
+    t.start()
+    time.sleep(0.5)
+    assert t.is_alive() and calls == [] and (directory / "lock").exists()
+    (directory / "lock").unlink()  # the other build finishes (without a usable library)
+    os.close(holder)
+    t.join(timeout=10)
+    assert not t.is_alive()
+    assert result == [f"module {name}"] and calls == [name]

@@ -75,6 +75,7 @@ _SOURCE = r"""
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 namespace {
@@ -273,10 +274,35 @@ void check_float(const torch::Tensor& t, const char* what) {
 
 // rows idx[b..e) of P (row width D) with the gradient rows G[b..e); a plain function with
 // by-value arguments: as a by-reference lambda the loop cost ~70 ns more per cold row
+// Rows idx[b..e) are scattered over a table larger than the caches: the loops prefetch
+// the row kPrefetch (small rows: kPrefetchSmall) places ahead, one request per cache
+// line (~25% faster on cold rows of 100 floats, ~40% for the gather).
+constexpr int64_t kPrefetch = 4;
+constexpr int64_t kPrefetchSmall = 16;  // rows below one cache line (1-D tables)
+constexpr int64_t kLine = 64;
+
+template <int RW>
+inline void prefetch_bytes(const void* p, int64_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t k = 0; k < bytes; k += kLine) __builtin_prefetch(c + k, RW, 3);
+}
+
+inline int64_t prefetch_distance(int64_t row_bytes) {
+  return row_bytes < kLine ? kPrefetchSmall : kPrefetch;
+}
+
 void rows_update(int kind, float* P, float* A, float* V, const float* G, uint16_t* S,
                  const int64_t* idx, int64_t b, int64_t e, int64_t D, float lr, float eps,
                  float mom) {
+  const int64_t pf = prefetch_distance(D * 4);
   for (int64_t i = b; i < e; ++i) {
+    if (i + pf < e) {
+      const int64_t q = idx[i + pf] * D;
+      prefetch_bytes<1>(P + q, D * 4);
+      prefetch_bytes<1>(A + q, D * 4);
+      if (V != nullptr) prefetch_bytes<1>(V + q, D * 4);
+      if (S != nullptr) prefetch_bytes<1>(S + q, D * 2);
+    }
     const int64_t o = idx[i] * D;
     adagrad_step(kind, P + o, A + o, V == nullptr ? nullptr : V + o, G + i * D,
                  S == nullptr ? nullptr : S + o, D, lr, eps, mom);
@@ -395,6 +421,94 @@ void bpr_max_(torch::Tensor scores, torch::Tensor g, torch::Tensor loss, double 
   });
 }
 
+// out[i] = T[idx[i]] for rows [b, e), rows of `bytes` bytes, prefetching ahead
+void gather_range(char* __restrict O, const char* __restrict T, const int64_t* idx, int64_t b,
+                  int64_t e, int64_t bytes) {
+  const int64_t pf = prefetch_distance(bytes);
+  for (int64_t i = b; i < e; ++i) {
+    if (i + pf < e) prefetch_bytes<0>(T + idx[i + pf] * bytes, bytes);
+    std::memcpy(O + i * bytes, T + idx[i] * bytes, bytes);
+  }
+}
+
+// Softmax cross-entropy of the diagonal, rows [begin, end) of S (B, C): row i becomes
+// softmax(s_i) - onehot(i) (B * dloss/dscores) and L[i] = log sum_j exp(s_ij) - s_ii.
+// Three passes over the row (max; exp and sum; scale), 16 partial sums.
+void ce_rows(float* __restrict S, float* __restrict L, int64_t begin, int64_t end, int64_t C) {
+  for (int64_t i = begin; i < end; ++i) {
+    float* __restrict s = S + i * C;
+    const float m = max_row(s, C);
+    const float si = s[i];
+    float acc[16] = {0};
+    int64_t j = 0;
+    for (; j + 16 <= C; j += 16)
+      for (int k = 0; k < 16; ++k) {
+        const float e = exp_approx(s[j + k] - m);
+        s[j + k] = e;
+        acc[k] += e;
+      }
+    double sum = 0.0;
+    for (; j < C; ++j) {
+      const float e = exp_approx(s[j] - m);
+      s[j] = e;
+      sum += e;
+    }
+    for (int k = 0; k < 16; ++k) sum += acc[k];
+    const float inv = static_cast<float>(1.0 / sum);
+    for (j = 0; j < C; ++j) s[j] *= inv;
+    s[i] -= 1.0f;
+    L[i] = static_cast<float>(std::log(sum) + (static_cast<double>(m) - si));
+  }
+}
+
+// gather_rows_(out, table, rows): out[i] = table[rows[i]] (index_select along dim 0) for
+// a contiguous 1-D or 2-D CPU table of any dtype; out contiguous, same dtype, (R,) or
+// (R, D). Any order, repeats allowed.
+void gather_rows_(torch::Tensor out, torch::Tensor table, torch::Tensor rows) {
+  TORCH_CHECK(table.device().is_cpu() && out.device().is_cpu(), "CPU tensors only");
+  TORCH_CHECK(table.is_contiguous() && out.is_contiguous(), "contiguous tensors only");
+  TORCH_CHECK(table.dim() == 1 || table.dim() == 2, "table must be 1-D or 2-D");
+  TORCH_CHECK(out.scalar_type() == table.scalar_type(), "out must have the table's dtype");
+  TORCH_CHECK(rows.device().is_cpu() && rows.scalar_type() == at::kLong && rows.dim() == 1 &&
+              rows.is_contiguous(), "rows must be a contiguous 1-D int64 CPU tensor");
+  const int64_t N = table.size(0), R = rows.size(0);
+  const int64_t D = table.dim() == 2 ? table.size(1) : 1;
+  TORCH_CHECK(out.dim() == table.dim() && out.size(0) == R &&
+              (table.dim() == 1 || out.size(1) == D), "out must be (R,) or (R, D)");
+  const int64_t* idx = rows.data_ptr<int64_t>();
+  for (int64_t i = 0; i < R; ++i)
+    TORCH_CHECK(idx[i] >= 0 && idx[i] < N, "row index out of range");
+  const int64_t bytes = D * static_cast<int64_t>(table.element_size());
+  char* O = static_cast<char*>(out.data_ptr());
+  const char* T = static_cast<const char*>(table.data_ptr());
+  if (at::get_num_threads() > 1 && R * bytes > 8 * kGrain) {
+    at::parallel_for(0, R, std::max<int64_t>(1, 4 * kGrain / bytes),
+                     [=](int64_t b, int64_t e) { gather_range(O, T, idx, b, e, bytes); });
+  } else {
+    gather_range(O, T, idx, 0, R, bytes);
+  }
+}
+
+// cross_entropy_(scores, loss): scores (B, C), B <= C, replaced by B * dloss/dscores of
+// the mean softmax cross-entropy of its diagonal; loss (B,) receives each row's loss.
+// See seqrec.models.gru4rec_step.cross_entropy_and_grad (the torch formulation).
+void cross_entropy_(torch::Tensor scores, torch::Tensor loss) {
+  check_float(scores, "scores");
+  check_float(loss, "loss");
+  TORCH_CHECK(scores.dim() == 2, "scores must be (B, C)");
+  const int64_t B = scores.size(0), C = scores.size(1);
+  TORCH_CHECK(B >= 1 && B <= C, "cross_entropy_ needs 1 <= B <= C");
+  TORCH_CHECK(loss.dim() == 1 && loss.size(0) == B, "loss must be (B,)");
+  float* S = scores.data_ptr<float>();
+  float* L = loss.data_ptr<float>();
+  const int64_t grain = std::max<int64_t>(1, kGrain / (4 * C));
+  if (B >= 2 * grain && at::get_num_threads() > 1) {
+    at::parallel_for(0, B, grain, [=](int64_t b, int64_t e) { ce_rows(S, L, b, e, C); });
+  } else {
+    ce_rows(S, L, 0, B, C);
+  }
+}
+
 // Whole tensors: ps[k], accs[k], vels[k] (momentum > 0) updated in place with gs[k]
 // (float32, or bfloat16); shadows[k] (an empty tensor: none) receives p's new values in
 // bfloat16.
@@ -463,7 +577,14 @@ void dropout_noise_(torch::Tensor noise, int64_t seed, double keep) {
 }
 """
 
-_FUNCTIONS = ["adagrad_rows_", "adagrad_dense_", "bpr_max_", "dropout_noise_"]
+_FUNCTIONS = [
+    "adagrad_rows_",
+    "adagrad_dense_",
+    "bpr_max_",
+    "cross_entropy_",
+    "dropout_noise_",
+    "gather_rows_",
+]
 # -ffp-contract=off: no compiler-made FMAs (the source spells out every fused operation);
 # -fno-math-errno: lets sqrt vectorise; -march=native: the library is built per machine
 # (its cache name includes the CPU's identity, so a shared cache never mixes CPUs).

@@ -317,6 +317,112 @@ def test_bpr_max_kernel_rejects_bad_shapes(ext):
         ext.bpr_max_(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3), 1.0, 0.0)
 
 
+@pytest.mark.parametrize("scale", [0.5, 3.0, 20.0])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 2), (5, 5), (12, 37), (128, 2176)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cross_entropy_kernel_matches_the_torch_form_and_autograd(ext, scale, shape, threads):
+    from seqrec.models.gru4rec_step import cross_entropy_and_grad
+
+    B, C = shape
+    s = torch.randn(B, C, generator=torch.Generator().manual_seed(C)) * scale
+    leaf = s.clone().requires_grad_()
+    ref = torch.nn.functional.cross_entropy(leaf, torch.arange(B))
+    ref.backward()
+    loss_t, g_t = cross_entropy_and_grad(s)
+    g, per_row = s.clone(), torch.empty(B)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        ext.cross_entropy_(g, per_row)
+    finally:
+        torch.set_num_threads(previous)
+    # a polynomial exp (<= 2 ulp) and another summation order: float rounding
+    torch.testing.assert_close(per_row.mean(), ref.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(per_row.mean(), loss_t, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(g / B, leaf.grad, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(g, g_t, rtol=1e-4, atol=1e-6)
+
+
+def test_cross_entropy_kernel_results_do_not_depend_on_threads(ext):
+    s = torch.randn(256, 3000, generator=torch.Generator().manual_seed(1)) * 4
+    results = []
+    previous = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            g, per_row = s.clone(), torch.empty(256)
+            ext.cross_entropy_(g, per_row)
+            results.append((g, per_row))
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(results[0][0], results[1][0])
+    assert torch.equal(results[0][1], results[1][1])
+
+
+def test_cross_entropy_kernel_extreme_scores(ext):
+    """Far-apart logits (exp underflow, a dominant target, -inf columns) stay finite."""
+    s = torch.tensor(
+        [
+            [95.0, -80.0, 0.0, 60.0],
+            [-100.0, 300.0, -3.0, 1e-4],
+            [0.0, 0.0, 0.0, 0.0],
+            [-1e4, 2.0, -float("inf"), 1e4],
+        ]
+    )
+    leaf = s.clone().requires_grad_()
+    ref = torch.nn.functional.cross_entropy(leaf, torch.arange(4), reduction="none")
+    ref.sum().backward()
+    g, per_row = s.clone(), torch.empty(4)
+    ext.cross_entropy_(g, per_row)
+    assert torch.isfinite(g).all() and torch.isfinite(per_row).all()
+    torch.testing.assert_close(per_row, ref.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(g, leaf.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_cross_entropy_kernel_rejects_bad_shapes(ext):
+    with pytest.raises(RuntimeError, match="B <= C"):
+        ext.cross_entropy_(torch.zeros(3, 2), torch.zeros(3))
+    with pytest.raises(RuntimeError, match=r"\(B,\)"):
+        ext.cross_entropy_(torch.zeros(2, 3), torch.zeros(3))
+    with pytest.raises(RuntimeError, match="float32"):
+        ext.cross_entropy_(torch.zeros(2, 3, dtype=torch.float64), torch.zeros(2))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int64])
+@pytest.mark.parametrize("shape", [(5000,), (5000, 1), (5000, 7), (5000, 100), (300, 512)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gather_rows_is_index_select(ext, dtype, shape, threads):
+    gen = torch.Generator().manual_seed(shape[-1])
+    table = (torch.randn(*shape, generator=gen) * 1000).to(dtype)
+    for rows in (
+        torch.randint(0, shape[0], (4000,), generator=gen),  # any order, repeats
+        torch.randperm(shape[0], generator=gen)[:250].sort().values,
+        torch.empty(0, dtype=torch.long),
+    ):
+        out = torch.empty((rows.shape[0], *shape[1:]), dtype=dtype)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            ext.gather_rows_(out, table, rows)
+        finally:
+            torch.set_num_threads(previous)
+        assert torch.equal(out, table.index_select(0, rows))
+
+
+def test_gather_rows_rejects_bad_arguments(ext):
+    table = torch.zeros(10, 3)
+    with pytest.raises(RuntimeError, match="out of range"):
+        ext.gather_rows_(torch.empty(1, 3), table, torch.tensor([10]))
+    with pytest.raises(RuntimeError, match="out of range"):
+        ext.gather_rows_(torch.empty(1, 3), table, torch.tensor([-1]))
+    with pytest.raises(RuntimeError, match="dtype"):
+        ext.gather_rows_(torch.empty(1, 3, dtype=torch.float64), table, torch.tensor([1]))
+    with pytest.raises(RuntimeError, match=r"\(R, D\)"):
+        ext.gather_rows_(torch.empty(2, 3), table, torch.tensor([1]))
+    with pytest.raises(RuntimeError, match="int64"):
+        ext.gather_rows_(torch.empty(1, 3), table, torch.tensor([1], dtype=torch.int32))
+
+
 def test_build_without_openmp_when_the_openmp_build_fails(monkeypatch):
     calls = []
 

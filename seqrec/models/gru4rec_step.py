@@ -12,11 +12,14 @@ default) it uses cheaper formulations that change float rounding only:
   bias of the scores ``addmm``; one ``softmax`` gives the gradient ``p - I``, and the
   loss is ``lse - s_ii`` with ``lse = max_j s_ij - log max_j p_ij``; the ``1/B`` of the
   mean is applied to the small operands (``out``, ``dS @ w``, the bias sums), not to
-  the (B, C) matrix;
+  the (B, C) matrix; on CPU the softmax, the loss per row and ``p - I`` in one compiled
+  pass per row (``cross_entropy_`` in :mod:`seqrec.fused`), ``exp`` within 2 ulp;
 * bpr-max (no mask, >= 2 candidates): loss and gradient in closed form, on CPU in one
   compiled pass per row (``bpr_max_`` in :mod:`seqrec.fused`, ~2x faster than the
   ~20 torch passes of :func:`bpr_max_and_grad`, which is the fallback and CUDA path),
   ELU's derivative taken from its result;
+* on CPU the rows of the item tables gathered by a kernel that prefetches the rows
+  ahead (``gather_rows_``: the same copies as ``index_select``, faster on cold rows);
 * the item-row gradient accumulated with ``index_add_`` into one zero tensor;
 * the optimiser updates through :meth:`RowOptimizer.step_dense_many` and
   :meth:`RowOptimizer.step_rows` with the gathered rows (fused C++ kernels on CPU, see
@@ -217,16 +220,16 @@ class FastStep:
                 self.low_w.append((sh_wx, sh_wh[:, : 2 * H], sh_wh[:, 2 * H :]))
         if sorted(self.dense_names) != sorted(task.dense_names):
             raise AssertionError(f"dense parameters {self.dense_names} != {task.dense_names}")
+        # compiled kernels (CPU): prefetching row gathers from the item tables, the
+        # cross-entropy and BPR-max rows (None: torch ops)
+        self.kernels = fused.kernels() if net.Wy.device.type == "cpu" else None
         # cross-entropy / bpr-max closed forms (other cases: autograd on the score matrix)
         self.closed = None
-        self.kernels = None  # compiled BPR-max (CPU only)
         if not exact and not cfg.mask_false_negatives:
             if cfg.loss == "cross-entropy" and cfg.elu_param == 0:
                 self.closed = "ce"
             elif cfg.loss == "bpr-max":
                 self.closed = "bpr-max"
-                if net.Wy.device.type == "cpu":
-                    self.kernels = fused.kernels()
 
     def refresh(self) -> None:
         """Re-copy the bfloat16 shadows from the weights (at the start of an epoch: the
@@ -259,6 +262,16 @@ class FastStep:
             (d_scores,) = torch.autograd.grad(loss, leaf)
         return loss.detach(), d_scores
 
+    def _take(self, table: Tensor, idx: Tensor) -> Tensor:
+        """``table.index_select(0, idx)``; on CPU by the kernel that prefetches the rows
+        ahead (the rows of the item tables are scattered over more than the caches)."""
+        ext = self.kernels
+        if ext is None or not (table.is_contiguous() and idx.is_contiguous()):
+            return table.index_select(0, idx)
+        out = table.new_empty((idx.shape[0], *table.shape[1:]))
+        ext.gather_rows_(out, table, idx)
+        return out
+
     def _addmm(self, bias: Tensor, a: Tensor, b: Tensor) -> Tensor:
         """bias + a @ b, in float32 (a, b in bfloat16 when ``matmul_precision`` says so)."""
         if self.lp is None:
@@ -289,21 +302,21 @@ class FastStep:
         wy = None
         if self.mode == "constrained":
             rows, inv = torch.unique(torch.cat([inp, cand]), return_inverse=True)
-            by = By.index_select(0, rows)  # (R,)
+            by = self._take(By, rows)  # (R,)
             inv_x, inv_c = inv[:n], inv[n:]
             if low_wy is None:
-                wy = Wy.index_select(0, rows)  # (R, H)
+                wy = self._take(Wy, rows)  # (R, H)
                 x = wy.index_select(0, inv_x)  # (B, H)
             else:
-                x = Wy.index_select(0, inp)  # (B, H)
+                x = self._take(Wy, inp)  # (B, H)
             rows_in, tab_shape = rows, (rows.shape[0], Wy.shape[1])
         else:
             rows, inv_c = torch.unique(cand, return_inverse=True)
             if low_wy is None:
-                wy = Wy.index_select(0, rows)
-            by = By.index_select(0, rows)
+                wy = self._take(Wy, rows)
+            by = self._take(By, rows)
             rows_in, inv_x = torch.unique(inp, return_inverse=True)
-            tab_in = self.params[self.in_name].data.index_select(0, rows_in)
+            tab_in = self._take(self.params[self.in_name].data, rows_in)
             tab_shape = tuple(tab_in.shape)
             x = tab_in.index_select(0, inv_x)  # (B, in0)
         if self.lp is not None and low_wy is None:  # converted here (reference path)
@@ -311,7 +324,7 @@ class FastStep:
         elif wy is not None:
             w_c = wy.index_select(0, inv_c)  # (C, H)
         else:
-            w_c = low_wy.index_select(0, cand)  # (C, H) bfloat16
+            w_c = self._take(low_wy, cand)  # (C, H) bfloat16
         b_c = by.index_select(0, inv_c)  # (C,)
 
         # ---- forward (the ops of GRU4RecNet.recur)
@@ -374,9 +387,14 @@ class FastStep:
         if closed == "ce":
             bias = b_c
             if self.use_logq:
-                bias = b_c - cfg.logq * task.log_q.index_select(0, cand)
+                bias = b_c - cfg.logq * self._take(task.log_q, cand)
             scores = self._addmm(bias, out_, w_c_.t())  # (B, C) logits
-            loss, dS = cross_entropy_and_grad(scores)
+            if self.kernels is not None:  # per-row loss and gradient, in place of scores
+                per_row = scores.new_empty(n)
+                self.kernels.cross_entropy_(scores, per_row)
+                loss, dS = per_row.mean(), scores
+            else:
+                loss, dS = cross_entropy_and_grad(scores)
         elif closed == "bpr-max":
             scores = self._addmm(b_c, out_, w_c_.t())  # (B, C)
             if self.kernels is not None:  # loss per row and gradient, in place of scores

@@ -748,11 +748,13 @@ def kernels() -> ModuleType | None:
     return _module
 
 
-def cpu_float_contiguous(*tensors: torch.Tensor) -> bool:
-    """True if every tensor is a contiguous float32 CPU tensor (what the kernels take)."""
-    return all(
-        t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in tensors
-    )
+def cpu_float_contiguous(
+    *tensors: torch.Tensor, dtypes: tuple[torch.dtype, ...] = (torch.float32,)
+) -> bool:
+    """True if every tensor is a contiguous CPU tensor of one of ``dtypes`` (float32 by
+    default: what the kernels take; the dense Adagrad kernel also reads bfloat16
+    gradients)."""
+    return all(t.device.type == "cpu" and t.dtype in dtypes and t.is_contiguous() for t in tensors)
 
 
 def _reset() -> None:

@@ -211,7 +211,7 @@ class AdagradM(RowOptimizer):
         accs = [self.state[n]["acc"] for n in names]
         vels = [self.state[n]["vel"] for n in names]
         ext = self._kernels(*ps, *accs, *vels)
-        if ext is None or not all(_kernel_grad(g) for g in grads):
+        if ext is None or not fused.cpu_float_contiguous(*grads, dtypes=_KERNEL_GRAD_DTYPES):
             super().step_dense_many(names, grads)
             return
         shadows = [self._shadow_arg(n) for n in names] if self.shadows else []
@@ -221,13 +221,8 @@ class AdagradM(RowOptimizer):
 _NO_SHADOW = torch.empty(0, dtype=torch.bfloat16)
 
 
-def _kernel_grad(g: torch.Tensor) -> bool:
-    """A gradient the dense kernel reads: contiguous float32 or bfloat16 on CPU."""
-    return (
-        g.device.type == "cpu"
-        and g.dtype in (torch.float32, torch.bfloat16)
-        and (g.is_contiguous())
-    )
+# the dense kernel reads float32 and bfloat16 gradients
+_KERNEL_GRAD_DTYPES = (torch.float32, torch.bfloat16)
 
 
 class RowAdam(RowOptimizer):

@@ -38,6 +38,12 @@ Measured per run:
   ev/cpu-s     training events / CPU seconds (user + sys, all threads) of this process
                during the fit: with --threads 1 a contention-robust estimate of what
                one dedicated core does (with 2+ threads it counts OpenMP spin-waits).
+  host probe   ``host_before`` / ``host_after``: the speed of this host right before
+               and after the fit (:func:`host_probe`: float32 GFLOP/s on the [512]
+               step's product shape, microseconds to gather 2,080 cold rows); the
+               table shows their mean (``sgemm``, ``gather``). On a shared VM the
+               neighbours change these by 10-40% from hour to hour, and the training
+               figures with them: compare runs whose probes agree, or interleave.
   other load   CPU cores used by *other* processes during the fit (busy time of all
                CPUs in /proc/stat minus this process's user+sys time, / fit_s). On a
                shared 2-core machine anything above ~0.2 makes the run unreliable:
@@ -143,6 +149,46 @@ def _self_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def host_probe() -> dict[str, float]:
+    """How fast this host is right now, on this process's threads (~0.3 s, CPU only).
+
+    ``sgemm_gflops``: float32 (128 x 512) @ (512 x 1536) products (the [512] step's
+    shapes), median of 5 rounds of 10. ``gather_us``: gathering 2,080 random rows of a
+    (60,000 x 100) float32 table (a batch-32 step's touched rows), median of 9 draws,
+    32 MB of other memory written between draws so the rows come from memory. A shared
+    host whose neighbours load the cores or the memory shows up here: compare runs only
+    where these agree.
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(128, 512, generator=gen)
+    b = torch.randn(512, 1536, generator=gen)
+    out = torch.empty(128, 1536)
+    for _ in range(3):
+        torch.mm(a, b, out=out)
+    rounds = []
+    for _ in range(5):
+        t = time.perf_counter()
+        for _ in range(10):
+            torch.mm(a, b, out=out)
+        rounds.append((time.perf_counter() - t) / 10)
+    flops = 2 * 128 * 512 * 1536
+    table = torch.randn(60_000, 100, generator=gen)
+    sweep = torch.empty(8 * 2**20)  # 32 MB
+    draws = []
+    for _ in range(9):
+        rows = torch.randint(0, 60_000, (2_080,), generator=gen).sort().values
+        sweep.fill_(1.0)
+        t = time.perf_counter()
+        table.index_select(0, rows)
+        draws.append(time.perf_counter() - t)
+    return {
+        "sgemm_gflops": flops / statistics.median(rounds) / 1e9,
+        "gather_us": statistics.median(draws) * 1e6,
+    }
+
+
 def worker(args: argparse.Namespace) -> None:
     """Runs one configuration in this process and prints one JSON line."""
     import torch
@@ -177,6 +223,7 @@ def worker(args: argparse.Namespace) -> None:
     t = time.perf_counter()
     fused_ok = fused.kernels() is not None  # build / load outside the timed fit
     fused_load_s = time.perf_counter() - t
+    probe_before = host_probe() if args.device == "cpu" else {}
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     model = GRU4Rec(cfg)
     if args.device.startswith("cuda"):
@@ -194,6 +241,7 @@ def worker(args: argparse.Namespace) -> None:
     other = max(busy1 - busy0 - self_cpu, 0.0) / fit_s  # cores used by other processes
     h = model.history_[-1]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    probe_after = host_probe() if args.device == "cpu" else {}  # after the RSS reading
     res = {
         "config": args._worker,
         "events_per_s": h.events / fit_s,
@@ -225,6 +273,8 @@ def worker(args: argparse.Namespace) -> None:
         "fast_step": bool(cfg.get("fast_step", True)),
         "fused": fused_ok,
         "fused_load_s": fused_load_s,
+        "host_before": probe_before,
+        "host_after": probe_after,
     }
     if args.device.startswith("cuda"):
         res["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -267,6 +317,12 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
         raise SystemExit(f"{name}: worker failed with exit code {proc.returncode}")
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     return json.loads(lines[-1])
+
+
+def _host(r: dict, key: str) -> float:
+    """The host probe's ``key``, mean of before and after the fit (nan without a probe)."""
+    vals = [r[w][key] for w in ("host_before", "host_after") if key in r.get(w, {})]
+    return sum(vals) / len(vals) if vals else float("nan")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -382,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
                 "events_per_cpu_s",
             )
         }
+        med["sgemm"] = statistics.median(_host(r, "sgemm_gflops") for r in runs)
+        med["gather"] = statistics.median(_host(r, "gather_us") for r in runs)
         rows.append(
             (name, runs[0], med, [(r["events_per_s"], r["other_load_cores"]) for r in runs])
         )
@@ -389,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     head = (
         f"{'config':<16} {'events/s':>9} {'fit s':>7} {'loop ev/s':>9} {'all ev/s':>9} "
         f"{'ev/cpu-s':>9} {'peak RSS MB':>11} {'official':>8} {'ratio':>6} {'target':>7} {'ok':>3} "
-        f"{'other':>6}"
+        f"{'other':>6} {'sgemm':>5} {'gather':>6}"
     )
     print()
     print(head)
@@ -403,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r0['official_events_per_s']:>8,.0f} "
             f"{med['ratio']:>6.2f} {r0['target_events_per_s']:>7,.0f} {ok:>3} "
             f"{med['other_load_cores']:>5.2f}{'!' if med['other_load_cores'] > 0.2 else ' '}"
+            f" {med['sgemm']:>5.0f} {med['gather']:>6.0f}"
         )
         if len(all_eps) > 1:
             print(
@@ -412,7 +471,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nevents/s = training pairs ({rows[0][1]['train_events']:,}) / wall time of fit; "
         f"ratio = events/s / official; target ratio >= {TARGET_RATIO}; other = CPU cores "
-        f"used by other processes during the fit (! = > 0.2, timing unreliable)"
+        f"used by other processes during the fit (! = > 0.2, timing unreliable); sgemm "
+        f"(GFLOP/s) and gather (us) = the host probe, mean of before and after the fit "
+        f"(see host_probe: a slower host shows there)"
     )
     return 0
 

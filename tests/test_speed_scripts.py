@@ -1,0 +1,62 @@
+"""The speed benchmark scripts run end to end (tiny logs: behaviour, not timings)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+from make_synthetic import make_log  # noqa: E402
+from train_speed import host_probe  # noqa: E402
+
+
+def test_synthetic_log_is_deterministic_and_shaped_as_documented():
+    a, b = make_log(20_000, 3_000, seed=5), make_log(20_000, 3_000, seed=5)
+    assert a.n_events == 20_000
+    assert np.array_equal(a.offsets, b.offsets) and np.array_equal(a.items, b.items)
+    lengths = np.diff(a.offsets)
+    assert lengths.min() >= 2
+    assert abs(lengths.mean() - 5.5) < 0.3
+    assert a.items.max() < 3_000
+    c = make_log(20_000, 3_000, seed=6)
+    assert not np.array_equal(a.items, c.items)
+
+
+def test_host_probe_measures_something():
+    probe = host_probe()
+    assert set(probe) == {"sgemm_gflops", "gather_us"}
+    assert probe["sgemm_gflops"] > 0 and probe["gather_us"] > 0
+
+
+def test_train_speed_prints_json_and_table():
+    cmd = [
+        sys.executable,
+        str(BENCH / "train_speed.py"),
+        "--config",
+        "ce-100-b32",
+        "--events",
+        "4000",
+        "--items",
+        "600",
+        "--set",
+        "n_sample=64",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    assert len(lines) == 1
+    r = json.loads(lines[0])
+    assert r["config"] == "ce-100-b32" and r["n_events"] == 4000
+    assert r["train_events"] == r["n_events"] - r["n_sessions"]
+    assert r["events_per_s"] > 0 and r["peak_rss_mb"] > 0
+    assert r["overrides"] == ["n_sample=64"]
+    for when in ("host_before", "host_after"):
+        assert r[when]["sgemm_gflops"] > 0 and r[when]["gather_us"] > 0
+    table = proc.stdout.split(lines[0], 1)[1]
+    assert "ce-100-b32" in table and "sgemm" in table and "gather" in table

@@ -156,7 +156,9 @@ def test_exact_manual_backward_is_the_autograd_step_bit_for_bit(case, kernels):
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_fast_step_matches_autograd_step_to_rounding(case):
+def test_fast_step_matches_autograd_step_to_rounding(case, kernels):
+    # both with the compiled kernels (cross-entropy / BPR-max rows, prefetching gathers,
+    # fused updates) and with their torch fallbacks
     cfg = CASES[case]
     ref = train(cfg, "autograd")
     got = train(cfg, "fast")

@@ -44,6 +44,11 @@ Measured per run:
                table shows their mean (``sgemm``, ``gather``). On a shared VM the
                neighbours change these by 10-40% from hour to hour, and the training
                figures with them: compare runs whose probes agree, or interleave.
+  ceiling      events/s if the step's matrix products (``step_gflop`` per step,
+               :func:`step_flops`) ran at the probe's GFLOP/s (its bfloat16 rate for
+               bfloat16 rows) and nothing else took any time: no implementation can
+               beat it on that host at that moment; a row whose ceiling is below its
+               target cannot meet the target in that precision there.
   other load   CPU cores used by *other* processes during the fit (busy time of all
                CPUs in /proc/stat minus this process's user+sys time, / fit_s). On a
                shared 2-core machine anything above ~0.2 makes the run unreliable:
@@ -149,6 +154,28 @@ def _self_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def step_flops(cfg: dict) -> float:
+    """FLOPs of the matrix products of one GRU4Rec training step (forward and backward).
+
+    Per step of B sessions with C = B + n_sample candidates: the score product
+    (B x H_last) @ (H_last x C) and its two backward products; per GRU layer with input
+    size I and H units: forward x @ Wx (3H wide), h @ Wh_rz (2H), (r*h) @ Wh_n (H);
+    backward d(r*h) (H), dWh_rz, dWh_n, dWx and the gradient of the layer's input (none
+    into the carried state: one-step truncation). Constrained embedding: I = H_last for
+    the first layer. Everything else (element-wise work, sampling, updates) is not
+    counted.
+    """
+    B = int(cfg["batch_size"])
+    layers = [int(h) for h in cfg["layers"]]
+    C = B + int(cfg.get("n_sample", 0))
+    total = 3 * 2.0 * B * layers[-1] * C
+    inp = layers[-1] if cfg.get("constrained_embedding", True) else int(cfg.get("embedding") or 0)
+    for H in layers:
+        total += 2.0 * B * (9 * H * inp + 7 * H * H)
+        inp = H
+    return total
+
+
 def host_probe() -> dict[str, float]:
     """How fast this host is right now, on this process's threads (~0.3 s, CPU only).
 
@@ -174,6 +201,15 @@ def host_probe() -> dict[str, float]:
             torch.mm(a, b, out=out)
         rounds.append((time.perf_counter() - t) / 10)
     flops = 2 * 128 * 512 * 1536
+    a16, b16 = a.bfloat16(), b.bfloat16()
+    for _ in range(3):
+        torch.mm(a16, b16)
+    rounds16 = []
+    for _ in range(5):
+        t = time.perf_counter()
+        for _ in range(10):
+            torch.mm(a16, b16)
+        rounds16.append((time.perf_counter() - t) / 10)
     table = torch.randn(60_000, 100, generator=gen)
     sweep = torch.empty(8 * 2**20)  # 32 MB
     got = torch.empty(2_080, 100)  # preallocated: no page faults in the timed gathers
@@ -187,6 +223,7 @@ def host_probe() -> dict[str, float]:
             draws.append(time.perf_counter() - t)
     return {
         "sgemm_gflops": flops / statistics.median(rounds) / 1e9,
+        "bf16_gflops": flops / statistics.median(rounds16) / 1e9,
         "gather_us": statistics.median(draws) * 1e6,
     }
 
@@ -275,6 +312,7 @@ def worker(args: argparse.Namespace) -> None:
         "fast_step": bool(cfg.get("fast_step", True)),
         "fused": fused_ok,
         "fused_load_s": fused_load_s,
+        "step_gflop": step_flops(cfg) / 1e9,
         "host_before": probe_before,
         "host_after": probe_after,
     }
@@ -319,6 +357,15 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
         raise SystemExit(f"{name}: worker failed with exit code {proc.returncode}")
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     return json.loads(lines[-1])
+
+
+def _ceiling(r: dict) -> float:
+    """Training events/s with the products at the host probe's rate and nothing else."""
+    bf16 = any(o.replace(" ", "") == 'matmul_precision="bfloat16"' for o in r["overrides"])
+    bf16 = bf16 or r["config"].endswith("-bf16")
+    rate = _host(r, "bf16_gflops" if bf16 else "sgemm_gflops")
+    per_event = r.get("step_gflop", float("nan")) / CONFIGS[r["config"]][0]["batch_size"]
+    return rate / per_event
 
 
 def _host(r: dict, key: str) -> float:
@@ -442,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         med["sgemm"] = statistics.median(_host(r, "sgemm_gflops") for r in runs)
         med["gather"] = statistics.median(_host(r, "gather_us") for r in runs)
+        med["ceiling"] = statistics.median(_ceiling(r) for r in runs)
         rows.append(
             (name, runs[0], med, [(r["events_per_s"], r["other_load_cores"]) for r in runs])
         )
@@ -449,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     head = (
         f"{'config':<16} {'events/s':>9} {'fit s':>7} {'loop ev/s':>9} {'all ev/s':>9} "
         f"{'ev/cpu-s':>9} {'peak RSS MB':>11} {'official':>8} {'ratio':>6} {'target':>7} {'ok':>3} "
-        f"{'other':>6} {'sgemm':>5} {'gather':>6}"
+        f"{'other':>6} {'sgemm':>5} {'gather':>6} {'ceiling':>8}"
     )
     print()
     print(head)
@@ -463,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r0['official_events_per_s']:>8,.0f} "
             f"{med['ratio']:>6.2f} {r0['target_events_per_s']:>7,.0f} {ok:>3} "
             f"{med['other_load_cores']:>5.2f}{'!' if med['other_load_cores'] > 0.2 else ' '}"
-            f" {med['sgemm']:>5.0f} {med['gather']:>6.0f}"
+            f" {med['sgemm']:>5.0f} {med['gather']:>6.0f} {med['ceiling']:>8,.0f}"
         )
         if len(all_eps) > 1:
             print(
@@ -475,7 +523,9 @@ def main(argv: list[str] | None = None) -> int:
         f"ratio = events/s / official; target ratio >= {TARGET_RATIO}; other = CPU cores "
         f"used by other processes during the fit (! = > 0.2, timing unreliable); sgemm "
         f"(GFLOP/s) and gather (us) = the host probe, mean of before and after the fit "
-        f"(see host_probe: a slower host shows there)"
+        f"(see host_probe: a slower host shows there); ceiling = events/s if the step's "
+        f"matrix products ran at the probe's GFLOP/s (bfloat16 rate for bfloat16 rows) and "
+        f"nothing else took time"
     )
     return 0
 

@@ -13,7 +13,7 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 from make_synthetic import make_log  # noqa: E402
-from train_speed import host_probe  # noqa: E402
+from train_speed import CONFIGS, host_probe, step_flops  # noqa: E402
 
 
 def test_synthetic_log_is_deterministic_and_shaped_as_documented():
@@ -30,8 +30,24 @@ def test_synthetic_log_is_deterministic_and_shaped_as_documented():
 
 def test_host_probe_measures_something():
     probe = host_probe()
-    assert set(probe) == {"sgemm_gflops", "gather_us"}
-    assert probe["sgemm_gflops"] > 0 and probe["gather_us"] > 0
+    assert set(probe) == {"sgemm_gflops", "bf16_gflops", "gather_us"}
+    assert min(probe.values()) > 0
+
+
+def test_step_flops_count_the_products_by_hand():
+    B, H, C = 128, 512, 128 + 2048
+    scores = 3 * 2 * B * H * C  # forward, d(out), d(candidate rows)
+    # forward x@Wx, h@Wh_rz, (r*h)@Wh_n; backward d(r*h), dWh_rz, dWh_n, dWx, d(input)
+    gru = 2 * B * (H * 3 * H + H * 2 * H + H * H) + 2 * B * (
+        H * H + H * 2 * H + H * H + 2 * H * 3 * H
+    )
+    assert step_flops(CONFIGS["ce-512-b128"][0]) == scores + gru
+    assert abs(step_flops(CONFIGS["ce-512-b128"][0]) / 1e9 - 1.929) < 1e-3
+    two = dict(CONFIGS["ce-100-b32"][0], layers=[100, 50])
+    one = dict(CONFIGS["ce-100-b32"][0], layers=[50])
+    # a second layer of 50 on an input of 100 (the first layer's input: the last layer, 50)
+    extra = 2 * 32 * (9 * 100 * 50 + 7 * 100 * 100) - 2 * 32 * (9 * 50 * 50 + 7 * 50 * 50)
+    assert step_flops(two) - step_flops(one) == extra + 2 * 32 * (9 * 50 * 100 + 7 * 50 * 50)
 
 
 def test_train_speed_prints_json_and_table():
@@ -58,5 +74,6 @@ def test_train_speed_prints_json_and_table():
     assert r["overrides"] == ["n_sample=64"]
     for when in ("host_before", "host_after"):
         assert r[when]["sgemm_gflops"] > 0 and r[when]["gather_us"] > 0
+    assert r["step_gflop"] == step_flops(dict(CONFIGS["ce-100-b32"][0], n_sample=64)) / 1e9
     table = proc.stdout.split(lines[0], 1)[1]
-    assert "ce-100-b32" in table and "sgemm" in table and "gather" in table
+    assert "ce-100-b32" in table and "sgemm" in table and "ceiling" in table

@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from seqrec.data.compressed import plain_file
 from seqrec.data.idmap import UNKNOWN, ItemIndex
 from seqrec.data.preprocess import sessionize
 from seqrec.data.report import DataReport
@@ -130,7 +131,9 @@ def _line_of_row(path: Path, row: int, delimiter: str, header: bool) -> int:
 
 
 def check_file(path: str | Path) -> Path:
-    """The path as a Path; DataError if it does not exist, is not a file or is empty."""
+    """The file to read for ``path``: DataError if it does not exist, is not a file or is
+    empty; a compressed file (gzip, bzip2, xz, single-file zip) gives its decompressed
+    temporary copy (:mod:`seqrec.data.compressed`). Messages keep naming ``path``."""
     p = Path(path)
     if not p.exists():
         raise DataError(f"{path}: no such file or directory")
@@ -138,25 +141,7 @@ def check_file(path: str | Path) -> Path:
         raise DataError(f"{path}: is a directory, expected a file")
     if p.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
-    with p.open("rb") as fh:
-        magic = fh.read(6)
-    for kind, prefix, tool in _COMPRESSED:
-        if magic.startswith(prefix) and (kind != "bzip2" or magic[3:4].isdigit()):
-            raise DataError(
-                f"{path}: {kind}-compressed file; decompress it first (e.g. {tool} {p.name}): "
-                "seqrec reads plain-text and Parquet files"
-            )
-    return p
-
-
-# (name, magic bytes, a command that decompresses it)
-_COMPRESSED = (
-    ("gzip", b"\x1f\x8b", "gunzip -k"),
-    ("bzip2", b"BZh", "bunzip2 -k"),
-    ("xz", b"\xfd7zXZ\x00", "unxz -k"),
-    ("zstd", b"\x28\xb5\x2f\xfd", "unzstd"),
-    ("zip", b"PK\x03\x04", "unzip"),
-)
+    return plain_file(p, path)
 
 
 def sniff_delimiter(first_line: str, default: str) -> str:
@@ -222,17 +207,19 @@ def read_text_table(
     # name the columns ourselves (header cells stripped of spaces / BOM)
     read_opts = pcsv.ReadOptions(column_names=all_names, skip_rows=_header_skip(p) if header else 0)
     try:
-        data = pcsv.read_csv(
-            p,
-            read_options=read_opts,
-            parse_options=pcsv.ParseOptions(delimiter=delimiter),
-            convert_options=pcsv.ConvertOptions(
-                column_types={c: pa.string() for c in needed},
-                include_columns=needed,
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
+        # an opened stream: given a path, pyarrow would guess a compression from the name
+        with pa.input_stream(str(p), compression=None) as src:
+            data = pcsv.read_csv(
+                src,
+                read_options=read_opts,
+                parse_options=pcsv.ParseOptions(delimiter=delimiter),
+                convert_options=pcsv.ConvertOptions(
+                    column_types={c: pa.string() for c in needed},
+                    include_columns=needed,
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as exc:
         bad = _bad_field_count(p, delimiter, len(all_names))
         if bad is not None:

@@ -75,15 +75,15 @@ def detect_format(path: str | Path) -> str:
             f"{path}: directory without train_sessions.txt / test_sessions.txt "
             "(not a sessions folder)"
         )
-    suffix = p.suffix.lower()
+    plain = check_file(p)  # a compressed file: its decompressed copy, named without .gz
+    suffix = plain.suffix.lower()
     if suffix in (".parquet", ".pq"):
         return "parquet"
     if suffix == ".inter":
         return "recbole"
-    if p.name in SESSIONS_FILES:
+    if plain.name in SESSIONS_FILES:
         return "sessions"
-    check_file(p)
-    head = _head(p)
+    head = _head(plain)
     if not head:
         raise DataError(f"{path}: file is empty")
     first = head[0]
@@ -172,7 +172,7 @@ def _is_history(path: Any, fmt: str, columns: Columns | None) -> bool:
     if fmt not in HISTORY_FORMATS:
         return False
     if fmt == "recbole" and (columns is None or columns.session is None):
-        with Path(path).open(encoding="utf-8-sig", errors="replace") as fh:
+        with check_file(path).open(encoding="utf-8-sig", errors="replace") as fh:
             first = fh.readline().rstrip("\r\n").split("\t")
         names = {h.split(":", 1)[0].strip() for h in first}
         return not names & set(ALIASES["session"])
@@ -241,6 +241,6 @@ def load_test_data(
 
 
 def _is_samples_file(path: Path) -> bool:
-    with path.open(encoding="utf-8-sig", errors="replace") as fh:
+    with check_file(path).open(encoding="utf-8-sig", errors="replace") as fh:
         first = fh.readline()
     return first.startswith(("prefix\t", "session_id\ttimestamp\tprefix"))

@@ -64,20 +64,84 @@ def test_detect_format_errors(write, tmp_path):
         detect_format(write("e.txt", ""))
 
 
-@pytest.mark.parametrize(
-    ("kind", "compress"),
-    [
-        ("gzip", lambda b: __import__("gzip").compress(b)),
-        ("bzip2", lambda b: __import__("bz2").compress(b)),
-        ("xz", lambda b: __import__("lzma").compress(b)),
-    ],
-)
-@pytest.mark.parametrize("fmt", ["auto", "tsv", "csv", "sessions"])
-def test_compressed_input_gets_a_clear_error(tmp_path, kind, compress, fmt):
-    path = tmp_path / "train.tsv.x"
-    path.write_bytes(compress(b"SessionId\tItemId\tTime\n1\ta\t1\n1\tb\t2\n"))
-    with pytest.raises(DataError, match=f"{kind}-compressed file; decompress it first"):
-        load_training_data(path, fmt)
+TSV = b"SessionId\tItemId\tTime\n1\ta\t1\n1\tb\t2\n2\tb\t3\n2\tc\t4\n2\ta\t5\n"
+
+
+def _zip(data: bytes, name: str = "train.tsv", extra: bool = False) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(name, data)
+        if extra:
+            zf.writestr("README.txt", b"two files")
+    return buf.getvalue()
+
+
+COMPRESSORS = {
+    "gzip": lambda b: __import__("gzip").compress(b),
+    "bzip2": lambda b: __import__("bz2").compress(b),
+    "xz": lambda b: __import__("lzma").compress(b),
+    "zip": _zip,
+}
+
+
+@pytest.mark.parametrize("kind", list(COMPRESSORS))
+@pytest.mark.parametrize("fmt", ["auto", "tsv"])
+@pytest.mark.parametrize("name", ["train.tsv.x", "train.tsv.gz"])
+def test_compressed_input_reads_like_the_plain_file(tmp_path, kind, fmt, name):
+    plain = tmp_path / "plain.tsv"
+    plain.write_bytes(TSV)
+    path = tmp_path / name
+    path.write_bytes(COMPRESSORS[kind](TSV))
+    ref = load_training_data(plain, fmt)
+    got = load_training_data(path, fmt)
+    assert got.item_index.external_ids == ref.item_index.external_ids
+    assert got.train.items.tolist() == ref.train.items.tolist()
+    assert got.train.offsets.tolist() == ref.train.offsets.tolist()
+
+
+def test_compressed_sessions_file_and_test_data(tmp_path):
+    import gzip
+
+    path = tmp_path / "train_sessions.txt.gz"  # the name without .gz selects the format
+    path.write_bytes(gzip.compress(b"3 1 3\n2 2\n7 3\n"))
+    assert detect_format(path) == "sessions"
+    data = load_training_data(path)
+    assert data.train.n_sessions == 3
+    test = tmp_path / "test.tsv.bz2"
+    test.write_bytes(__import__("bz2").compress(b"SessionId\tItemId\n9\t3\n9\t7\n"))
+    log, _ = load_test_data(test, "auto", data.item_index, "next-item")
+    assert log.n_sessions == 1
+
+
+def test_compressed_input_errors(tmp_path):
+    bad = tmp_path / "broken.tsv.gz"
+    bad.write_bytes(__import__("gzip").compress(TSV)[:-12])  # truncated stream
+    with pytest.raises(DataError, match=r"broken.tsv.gz: cannot decompress this gzip file"):
+        load_training_data(bad)
+    two = tmp_path / "two.zip"
+    two.write_bytes(_zip(TSV, extra=True))
+    with pytest.raises(DataError, match="zip archive with 2 files"):
+        load_training_data(two)
+    zst = tmp_path / "e.tsv.zst"
+    zst.write_bytes(b"\x28\xb5\x2f\xfd" + b"\x00" * 16)
+    with pytest.raises(DataError, match="zstd-compressed file; decompress it first"):
+        load_training_data(zst)
+    empty = tmp_path / "empty.tsv.gz"
+    empty.write_bytes(__import__("gzip").compress(b""))
+    with pytest.raises(DataError, match="empty"):
+        load_training_data(empty)
+
+
+def test_a_bad_row_in_a_compressed_file_names_the_file_given(tmp_path):
+    path = tmp_path / "rows.tsv.gz"
+    path.write_bytes(__import__("gzip").compress(TSV + b"3\tx\n"))
+    with pytest.raises(DataError) as info:
+        load_training_data(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path} line 7") and "seqrec-input-" not in msg
 
 
 def test_text_starting_like_a_magic_number_is_not_compressed(write):
@@ -207,3 +271,9 @@ def test_shipped_excerpt(excerpt):
     assert (test.items >= 0).all() and (test.lengths >= 2).all()
     assert test.times.min() > data.train.times.max()  # test strictly after train
     assert np.all(np.diff(data.train.times[data.train.offsets[:-1]]) >= 0)  # start-time order
+
+
+def test_a_plain_file_with_a_compression_suffix_is_read_as_plain(tmp_path):
+    path = tmp_path / "events.tsv.gz"  # not actually compressed
+    path.write_bytes(TSV)
+    assert load_training_data(path, "tsv").train.n_sessions == 2

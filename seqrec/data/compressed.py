@@ -1,0 +1,138 @@
+"""Compressed input files: gzip, bzip2, xz and single-file zip archives are decompressed
+once per process into a temporary file, which every reader then reads like a plain file.
+
+Compression is recognised by the file's first bytes, not its name. The temporary copy
+keeps the file's name without the compression suffix (``events.csv.gz`` ->
+``events.csv``, so suffix-based defaults still apply), lives in a private temporary
+directory removed when the process exits, and is reused while the source file is
+unchanged (same size and modification time). Error messages always name the file as the
+user gave it. zstd is recognised but not read (Python 3.11's standard library has no
+zstd): a clear error says how to decompress it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import bz2
+import gzip
+import logging
+import lzma
+import os
+import shutil
+import tempfile
+import threading
+import zipfile
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from seqrec.errors import DataError
+
+__all__ = ["compression_of", "plain_file"]
+
+log = logging.getLogger("seqrec.data")
+
+# (name, magic bytes, opener of the decompressed stream; None: zip (member-wise), zstd (none))
+_KINDS: tuple[tuple[str, bytes, Callable[..., IO[bytes]] | None], ...] = (
+    ("gzip", b"\x1f\x8b", gzip.open),
+    ("bzip2", b"BZh", bz2.open),
+    ("xz", b"\xfd7zXZ\x00", lzma.open),
+    ("zip", b"PK\x03\x04", None),
+    ("zstd", b"\x28\xb5\x2f\xfd", None),
+)
+_ERRORS = (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile, zlib.error, ValueError)
+
+_lock = threading.Lock()
+_cache: dict[tuple[str, int, int], Path] = {}
+_tmpdir: str | None = None
+
+
+def compression_of(p: Path) -> str | None:
+    """ "gzip", "bzip2", "xz", "zip", "zstd" from the first bytes of ``p``, or None."""
+    with p.open("rb") as fh:
+        magic = fh.read(6)
+    for kind, prefix, _ in _KINDS:
+        # bzip2's magic is "BZh" + a block-size digit: a text file may start with "BZh"
+        if magic.startswith(prefix) and (kind != "bzip2" or magic[3:4].isdigit()):
+            return kind
+    return None
+
+
+def _plain_name(p: Path) -> str:
+    """The name without a compression suffix (whichever: the name may not match the
+    content), so that nothing downstream takes the copy for a compressed file."""
+    name = p.name
+    for suffix in (".gz", ".gzip", ".bz2", ".xz", ".zip", ".zst", ".zstd", ".lz4"):
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _directory() -> str:
+    global _tmpdir
+    if _tmpdir is None:
+        _tmpdir = tempfile.mkdtemp(prefix="seqrec-input-")
+        atexit.register(shutil.rmtree, _tmpdir, True)
+    return _tmpdir
+
+
+def plain_file(p: Path, shown: str | Path) -> Path:
+    """``p`` itself if it is not compressed, else its decompressed temporary copy.
+
+    ``shown`` is how the file is named in error messages (the path the user gave).
+    """
+    kind = compression_of(p)
+    if kind is None:
+        return p
+    if kind == "zstd":
+        raise DataError(
+            f"{shown}: zstd-compressed file; decompress it first (e.g. unzstd {p.name}): "
+            "seqrec reads plain text, gzip, bzip2, xz, single-file zip and Parquet files"
+        )
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    with _lock:
+        cached = _cache.get(key)
+        if cached is not None and cached.exists():
+            return cached
+        out = _decompress(p, kind, shown)
+        _cache[key] = out
+        return out
+
+
+def _decompress(p: Path, kind: str, shown: str | Path) -> Path:
+    folder = Path(tempfile.mkdtemp(dir=_directory()))  # one folder per input: no clashes
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(p) as zf:
+                members = [m for m in zf.infolist() if not m.is_dir()]
+                if len(members) != 1:
+                    raise DataError(
+                        f"{shown}: zip archive with {len(members)} files; seqrec reads an "
+                        "archive of exactly one file (extract the one you mean)"
+                    )
+                name = _plain_name(Path(members[0].filename))
+                log.info("%s: reading %s from the zip archive (temporary copy)", shown, name)
+                out = folder / name
+                with zf.open(members[0]) as src, out.open("wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+        else:
+            opener = next(o for k, _, o in _KINDS if k == kind)
+            assert opener is not None
+            out = folder / _plain_name(p)
+            log.info("%s: decompressing (%s) into a temporary copy", shown, kind)
+            with opener(p) as src, out.open("wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+    except DataError:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    except _ERRORS as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{shown}: cannot decompress this {kind} file ({msg})") from None
+    if out.stat().st_size == 0:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise DataError(f"{shown}: file is empty (after {kind} decompression)")
+    os.chmod(out, 0o600)
+    return out

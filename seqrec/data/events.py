@@ -622,4 +622,36 @@ def read_events(
     """
     table = read_table(source, columns, fmt=fmt, delimiter=delimiter, names=names, header=header)
     ev = table_events(table, event_type_order)
-    return build_log(ev, item_index, session_gap=session_gap)
+    log, index, report = build_log(ev, item_index, session_gap=session_gap)
+    if table.path is not None:  # the CSV reader skips empty lines: count them
+        blank = count_blank_lines(table.path)
+        if blank:
+            report.add("read", "blank lines skipped", blank)
+    return log, index, report
+
+
+def count_blank_lines(path: Path, chunk: int = 1 << 24) -> int:
+    """Lines of ``path`` that are empty (or a lone carriage return), read in chunks."""
+    count = 0
+    since = 0  # bytes of the current line so far
+    only_cr = True  # ... all of them carriage returns
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            a = np.frombuffer(block, dtype=np.uint8)
+            nl = np.flatnonzero(a == 10)
+            if len(nl) == 0:
+                since += len(a)
+                only_cr = only_cr and bool((a == 13).all())
+                continue
+            first = since + int(nl[0])  # the line that ends at the first newline
+            first_cr = only_cr and bool((a[: nl[0]] == 13).all())
+            count += int(first == 0 or (first == 1 and first_cr))
+            gaps = np.diff(nl) - 1  # lengths of the lines between newlines
+            starts = nl[:-1] + 1
+            count += int((gaps == 0).sum())
+            one = gaps == 1
+            count += int((a[starts[one]] == 13).sum())
+            tail = a[nl[-1] + 1 :]
+            since = len(tail)
+            only_cr = bool((tail == 13).all())
+    return count + int(since == 1 and only_cr)  # a last line of a lone carriage return

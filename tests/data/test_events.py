@@ -254,3 +254,34 @@ def test_error_unknown_event_type(write):
     path = write("d.csv", "session,item,time,behavior\n1,a,1,pv\n1,b,2,click\n")
     msg = read_error(path, event_type_order=("pv", "buy"))
     assert msg == f"{path} line 3: event type 'click' is not one of pv, buy"
+
+
+def test_blank_lines_in_a_text_file_are_counted_in_the_report(tmp_path):
+    path = tmp_path / "e.csv"
+    path.write_bytes(b"\nSessionId,ItemId\n1,a\n\n1,b\r\n\r\n2,a\n2,c\n\n")
+    log, _, report = read_events(path)
+    assert log.n_events == 4
+    assert report.get("read", "blank lines skipped") == 4
+    plain = tmp_path / "p.csv"
+    plain.write_bytes(b"SessionId,ItemId\n1,a\n1,b\n")
+    assert read_events(plain)[2].get("read", "blank lines skipped") is None  # none: no line
+
+
+def test_count_blank_lines_against_a_line_split(tmp_path):
+    import random
+
+    from seqrec.data.events import count_blank_lines
+
+    def reference(data: bytes) -> int:
+        lines = data.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines = lines[:-1]
+        return sum(1 for line in lines if line in (b"", b"\r"))
+
+    rng = random.Random(0)
+    path = tmp_path / "b.txt"
+    for _ in range(500):
+        data = bytes(rng.choice(b"ab\r\n\n\n") for _ in range(rng.randint(0, 40)))
+        path.write_bytes(data)
+        for chunk in (1, 2, 7, 1 << 20):  # lines split across reads
+            assert count_blank_lines(path, chunk) == reference(data), (data, chunk)

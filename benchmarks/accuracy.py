@@ -24,6 +24,10 @@ from pathlib import Path
 
 import torch
 
+# this checkout's seqrec, not whichever one is installed (e.g. an editable install of
+# another worktree): figures must come from the code next to this script
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from seqrec.cli import model_config
 from seqrec.data.loading import load_test_data, load_training_data
 from seqrec.evaluation import evaluate

@@ -179,37 +179,34 @@ def step_flops(cfg: dict) -> float:
 def host_probe() -> dict[str, float]:
     """How fast this host is right now, on this process's threads (~0.3 s, CPU only).
 
-    ``sgemm_gflops``: float32 (128 x 512) @ (512 x 1536) products (the [512] step's
-    shapes), median of 5 rounds of 10. ``gather_us``: gathering 2,080 random rows of a
-    (60,000 x 100) float32 table (a batch-32 step's touched rows) into a preallocated
-    output, median of 9 draws after one warm-up, 32 MB of other memory written between
-    draws so the rows come from memory. A shared host whose neighbours load the cores or
-    the memory shows up here: compare runs only where these agree.
+    ``sgemm_gflops`` / ``bf16_gflops``: float32 / bfloat16 (128 x 512) @ (512 x 1536)
+    products (the [512] step's shapes), median of 5 rounds of 10. ``gather_us``:
+    gathering 2,080 random rows of a (60,000 x 100) float32 table (a batch-32 step's
+    touched rows) into a preallocated output, median of 9 draws after one warm-up, 32 MB
+    of other memory written between draws so the rows come from memory. A shared host
+    whose neighbours load the cores or the memory shows up here: compare runs only where
+    these agree.
     """
     import torch
+
+    def product_gflops(a: torch.Tensor, b: torch.Tensor) -> float:
+        """a @ b: 3 warm-up products, then the median of 5 rounds of 10."""
+        out = torch.mm(a, b)
+        for _ in range(3):
+            torch.mm(a, b, out=out)
+        rounds = []
+        for _ in range(5):
+            t = time.perf_counter()
+            for _ in range(10):
+                torch.mm(a, b, out=out)
+            rounds.append((time.perf_counter() - t) / 10)
+        return 2 * a.shape[0] * a.shape[1] * b.shape[1] / statistics.median(rounds) / 1e9
 
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(128, 512, generator=gen)
     b = torch.randn(512, 1536, generator=gen)
-    out = torch.empty(128, 1536)
-    for _ in range(3):
-        torch.mm(a, b, out=out)
-    rounds = []
-    for _ in range(5):
-        t = time.perf_counter()
-        for _ in range(10):
-            torch.mm(a, b, out=out)
-        rounds.append((time.perf_counter() - t) / 10)
-    flops = 2 * 128 * 512 * 1536
-    a16, b16 = a.bfloat16(), b.bfloat16()
-    for _ in range(3):
-        torch.mm(a16, b16)
-    rounds16 = []
-    for _ in range(5):
-        t = time.perf_counter()
-        for _ in range(10):
-            torch.mm(a16, b16)
-        rounds16.append((time.perf_counter() - t) / 10)
+    sgemm = product_gflops(a, b)
+    bf16 = product_gflops(a.bfloat16(), b.bfloat16())
     table = torch.randn(60_000, 100, generator=gen)
     sweep = torch.empty(8 * 2**20)  # 32 MB
     got = torch.empty(2_080, 100)  # preallocated: no page faults in the timed gathers
@@ -222,8 +219,8 @@ def host_probe() -> dict[str, float]:
         if i > 0:  # the first draw warms up
             draws.append(time.perf_counter() - t)
     return {
-        "sgemm_gflops": flops / statistics.median(rounds) / 1e9,
-        "bf16_gflops": flops / statistics.median(rounds16) / 1e9,
+        "sgemm_gflops": sgemm,
+        "bf16_gflops": bf16,
         "gather_us": statistics.median(draws) * 1e6,
     }
 

@@ -254,7 +254,7 @@ def worker(args: argparse.Namespace) -> None:
     t = time.perf_counter()
     log = make_log(args.events, args.items, args.zipf, args.mean_length, args.seed)
     gen_s = time.perf_counter() - t
-    from seqrec import fused
+    from seqrec.training import kernels as fused
 
     t = time.perf_counter()
     fused_ok = fused.kernels() is not None  # build / load outside the timed fit

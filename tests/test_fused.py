@@ -13,8 +13,8 @@ import shutil
 import pytest
 import torch
 
-from seqrec import fused
-from seqrec.optim import AdagradM
+from seqrec.training import kernels as fused
+from seqrec.training.optim import AdagradM
 
 NO = torch.empty(0, dtype=torch.bfloat16)  # the kernels' "no shadow"
 BF = torch.bfloat16
@@ -277,7 +277,7 @@ def test_switched_off_means_no_kernels(torch_only):
 @pytest.mark.parametrize("scale", [0.5, 3.0, 8.0])
 @pytest.mark.parametrize("shape", [(1, 2), (5, 5), (12, 37), (20, 300)])
 def test_bpr_max_kernel_matches_the_loss_and_autograd(ext, elu, scale, shape):
-    from seqrec.losses import bpr_max
+    from seqrec.training.losses import bpr_max
 
     B, C = shape
     s = torch.randn(B, C, generator=torch.Generator().manual_seed(C)) * scale
@@ -299,7 +299,7 @@ def test_bpr_max_kernel_matches_the_loss_and_autograd(ext, elu, scale, shape):
 
 def test_bpr_max_kernel_extreme_scores(ext):
     """Scores far apart (exp over/underflow ranges) stay finite and match the torch form."""
-    from seqrec.models.gru4rec_step import bpr_max_and_grad
+    from seqrec.training.gru4rec_fast import bpr_max_and_grad
 
     s = torch.tensor([[60.0, -80.0, 0.0, 95.0], [-100.0, 3.0, -3.0, 1e-4], [0.0, 0.0, 0.0, 0.0]])
     g, per_row = torch.empty_like(s), torch.empty(3)
@@ -321,7 +321,7 @@ def test_bpr_max_kernel_rejects_bad_shapes(ext):
 @pytest.mark.parametrize("shape", [(1, 1), (1, 2), (5, 5), (12, 37), (128, 2176)])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_cross_entropy_kernel_matches_the_torch_form_and_autograd(ext, scale, shape, threads):
-    from seqrec.models.gru4rec_step import cross_entropy_and_grad
+    from seqrec.training.gru4rec_fast import cross_entropy_and_grad
 
     B, C = shape
     s = torch.randn(B, C, generator=torch.Generator().manual_seed(C)) * scale

@@ -42,8 +42,8 @@ import threading
 import torch
 import torch.nn.functional as F
 
-from seqrec.losses import BPR_MAX_EPS
 from seqrec.models.gru4rec import _Task
+from seqrec.training.losses import BPR_MAX_EPS
 
 aten = torch.ops.aten
 

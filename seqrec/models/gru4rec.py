@@ -39,17 +39,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqrec import fused
-from seqrec.batching import ParallelPlan, session_parallel_plan
 from seqrec.data.idmap import ItemIndex
 from seqrec.data.samples import Samples
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError
-from seqrec.losses import get_loss
 from seqrec.models.base import Histories, Recommender, resolve_device
-from seqrec.optim import AdagradM, RowAdam, RowOptimizer
-from seqrec.sampling import PopularitySampler
-from seqrec.sysmem import keep_freed_memory
+from seqrec.training import kernels as fused
+from seqrec.training.batching import ParallelPlan, session_parallel_plan
+from seqrec.training.losses import get_loss
+from seqrec.training.optim import AdagradM, RowAdam, RowOptimizer
+from seqrec.training.sampling import PopularitySampler
+from seqrec.training.sysmem import keep_freed_memory
 
 GATES = {"gru": 3, "lstm": 4, "rnn": 1}
 
@@ -310,7 +310,7 @@ class _Task:
         self.train_log = train
         self.valid = valid
         counts = train.item_counts(model.n_items_)
-        from seqrec.sampling import spare_core
+        from seqrec.training.sampling import spare_core
 
         # CPU threads of the training steps, set while an epoch's batches are consumed
         self.threads = train_threads(cfg) if self.device.type == "cpu" else 0
@@ -339,7 +339,7 @@ class _Task:
         self.params = params
         self.state: torch.Tensor | None = None
         self._plans: dict[int, ParallelPlan] = {}
-        from seqrec.models.gru4rec_step import make_fast_step
+        from seqrec.training.gru4rec_fast import make_fast_step
 
         self.fast_step = make_fast_step(self)  # None: the autograd step below
 
@@ -515,7 +515,7 @@ class GRU4Rec(Recommender):
         resume: bool = False,
         progress: bool = True,
     ) -> GRU4Rec:
-        from seqrec.training import LoopOptions, run_training
+        from seqrec.training.loop import LoopOptions, run_training
 
         self._begin_fit(train, item_index)
         cfg = self.config

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-import seqrec.training as training
+import seqrec.training.loop as training
 from seqrec.data.idmap import ItemIndex
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError
@@ -104,7 +104,7 @@ def test_only_touched_item_rows_are_updated():
 def test_resume_after_kill_gives_identical_weights(tmp_path, monkeypatch, caplog, extra):
     extra = dict(extra)
     if extra.pop("spare_core", False):  # as with fewer torch threads than cores
-        monkeypatch.setattr("seqrec.sampling.spare_core", lambda threads=None: True)
+        monkeypatch.setattr("seqrec.training.sampling.spare_core", lambda threads=None: True)
     cfg = {"n_epochs": 3, "dropout_p_hidden": 0.3, "shuffle": True, "momentum": 0.3, **extra}
     cfg["sample_cache"] = 80  # several background cache refreshes per epoch
     with caplog.at_level("DEBUG", logger="seqrec.models.gru4rec"):

@@ -61,7 +61,7 @@ def test_one_or_two_threads_train_the_same_model(two_threads):
 
 
 def test_background_sampler_only_when_a_core_is_left(two_threads, monkeypatch):
-    import seqrec.sampling as sampling
+    import seqrec.training.sampling as sampling
 
     monkeypatch.setattr(sampling.os, "sched_getaffinity", lambda _pid: {0, 1})
     model = GRU4Rec({**SMALL, "threads": 1})

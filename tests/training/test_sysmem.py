@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from seqrec import sysmem
+from seqrec.training import sysmem
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
@@ -18,7 +18,7 @@ GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 # blocks with fresh mmap pages or trims them, so repeats fault; kept in the heap, never.
 PROBE = """
 import ctypes, resource
-from seqrec import sysmem
+from seqrec.training import sysmem
 print(sysmem.keep_freed_memory())
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import torch
 
-from seqrec import fused
+from seqrec.training import kernels as fused
 
 
 class RowOptimizer:

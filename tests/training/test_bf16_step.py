@@ -13,7 +13,7 @@ import torch
 
 from seqrec.errors import ConfigError
 from seqrec.models.gru4rec import GRU4Rec
-from tests.test_fast_step import BASE, CASES, LOG, train
+from tests.training.test_fast_step import BASE, CASES, LOG, train
 
 BF16 = {"matmul_precision": "bfloat16"}
 

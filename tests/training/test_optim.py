@@ -2,7 +2,7 @@
 
 import torch
 
-from seqrec.optim import AdagradM, RowAdam
+from seqrec.training.optim import AdagradM, RowAdam
 
 
 def _dense_adagradm(p, grads, lr, mom, eps=1e-6):

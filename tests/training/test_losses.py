@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from seqrec.errors import ConfigError
-from seqrec.losses import LOSSES, bpr_max, cross_entropy, get_loss
+from seqrec.training.losses import LOSSES, bpr_max, cross_entropy, get_loss
 
 # ---------------------------------------------------------------- naive references
 

@@ -55,9 +55,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from seqrec import fused
-from seqrec.losses import BPR_MAX_EPS
 from seqrec.models.gru4rec import train_dropout
+from seqrec.training import kernels as fused
+from seqrec.training.losses import BPR_MAX_EPS
 
 if TYPE_CHECKING:
     from seqrec.models.gru4rec import GRU4RecConfig, GRU4RecNet

@@ -5,8 +5,8 @@ import itertools
 import numpy as np
 import pytest
 
-from seqrec.batching import session_parallel_plan
 from seqrec.data.sessions import SessionLog
+from seqrec.training.batching import session_parallel_plan
 
 
 def _check_plan(log: SessionLog, batch_size: int, order=None) -> None:

@@ -17,12 +17,12 @@ import logging
 import pytest
 import torch
 
-from seqrec import fused
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError
-from seqrec.losses import bpr_max, cross_entropy
 from seqrec.models.gru4rec import GRU4Rec, _Task
-from seqrec.models.gru4rec_step import FastStep, bpr_max_and_grad, cross_entropy_and_grad
+from seqrec.training import kernels as fused
+from seqrec.training.gru4rec_fast import FastStep, bpr_max_and_grad, cross_entropy_and_grad
+from seqrec.training.losses import bpr_max, cross_entropy
 
 # 14 sessions over items 0..11 (literal): with batch 4 the last steps of an epoch have
 # idle slots, items repeat inside a batch and across targets/inputs

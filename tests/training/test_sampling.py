@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from seqrec.errors import ConfigError
-from seqrec.sampling import PopularitySampler
+from seqrec.training.sampling import PopularitySampler
 
 COUNTS = np.array([0, 1, 2, 5, 10, 0, 30, 3, 50, 7], dtype=np.int64)
 
@@ -145,7 +145,7 @@ def test_cpu_inverse_cdf_draws_are_torch_multinomials_draws(
     monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
     """The CPU path is a faster way to the same draws (results unchanged by the switch)."""
-    monkeypatch.setattr("seqrec.sampling.DRAW_CHUNK", chunk)
+    monkeypatch.setattr("seqrec.training.sampling.DRAW_CHUNK", chunk)
     sampler = PopularitySampler(COUNTS, 0.5, n_sample=50, cache_size=5_000, seed=7)
     assert sampler._cdf is not None
     gen = torch.Generator().manual_seed(7)
@@ -156,7 +156,7 @@ def test_cpu_inverse_cdf_draws_are_torch_multinomials_draws(
 def test_inverse_cdf_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """Inverse-CDF search (the CPU path, and CUDA's above 2**24 items) draws the right
     distribution and never a zero-probability item."""
-    monkeypatch.setattr("seqrec.sampling._MULTINOMIAL_MAX_CATEGORIES", 5)
+    monkeypatch.setattr("seqrec.training.sampling._MULTINOMIAL_MAX_CATEGORIES", 5)
     assert PopularitySampler(COUNTS, 1.0, n_sample=10)._cdf is not None  # CPU: always
     sampler = PopularitySampler(COUNTS, 1.0, n_sample=1000, cache_size=100_000, seed=2)
     draws = _draws(sampler, 100)
@@ -196,7 +196,7 @@ def test_background_refresh_draws_what_the_synchronous_sampler_draws(
     large: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if large:  # the inverse-CDF path draws from the generator too
-        monkeypatch.setattr("seqrec.sampling._MULTINOMIAL_MAX_CATEGORIES", 5)
+        monkeypatch.setattr("seqrec.training.sampling._MULTINOMIAL_MAX_CATEGORIES", 5)
     sync, bg = _pair()
     for _ in range(7):  # 7 x 4 calls: 7 refreshes, each one prefetched in a thread
         np.testing.assert_array_equal(_draws(bg, 4), _draws(sync, 4))

@@ -1,0 +1,1 @@
+"""How models learn: the loop, batching, losses, samplers, optimisers and kernels."""

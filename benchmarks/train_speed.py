@@ -1,6 +1,7 @@
 """Training speed of seqrec's GRU4Rec against the official GRU4Rec figures.
 
-One epoch of ``GRU4Rec(config).fit(log, progress=False)`` per configuration, on a
+One epoch of ``seqrec.training.fit(GRU4Rec(config), log)`` per configuration (with the
+process tuning ``seqrec train`` applies: ``threads = "auto"``, ``malloc_tuning``), on a
 synthetic log from :mod:`make_synthetic` (default 1,000,000 events, 60,000 items,
 Zipf 1.0 popularity, session length 1 + geometric with mean 4.5, seed 0). Every
 configuration (and every repeat) runs in a fresh Python subprocess, so its peak RSS
@@ -235,6 +236,8 @@ def worker(args: argparse.Namespace) -> None:
 
     import seqrec.models.gru4rec as g4r
     from seqrec.models.gru4rec import GRU4Rec
+    from seqrec.pipeline import with_process_tuning
+    from seqrec.training import fit
 
     if args.proto:  # measure a prototype training step (benchmarks/_proto), not seqrec's
         sys.path.insert(0, str(HERE / "_proto"))
@@ -261,14 +264,14 @@ def worker(args: argparse.Namespace) -> None:
     fused_load_s = time.perf_counter() - t
     probe_before = host_probe() if args.device == "cpu" else {}
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    model = GRU4Rec(cfg)
+    model = GRU4Rec(with_process_tuning(GRU4Rec, cfg))  # as `seqrec train` does
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     busy0, _ = _cpu_ticks()
     self0 = _self_cpu()
     t = time.perf_counter()
-    model.fit(log, progress=False)
+    fit(model, log, progress=False)
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
     fit_s = time.perf_counter() - t

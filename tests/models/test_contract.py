@@ -5,6 +5,7 @@ A new model is covered once it is in the registry and sets ``small_config`` (sma
 fast settings); no model is named here.
 """
 
+import inspect
 import json
 
 import numpy as np
@@ -160,8 +161,12 @@ def _stepped(model, history):
     return state, scores
 
 
-def test_every_model_is_a_scorer(fitted):
+def test_every_model_is_a_scorer_with_the_one_fit_signature(fitted):
     assert isinstance(fitted, Scorer)
+    params = inspect.signature(type(fitted).fit).parameters
+    assert list(params) == ["self", "train", "valid", "item_index"]
+    assert params["valid"].default is None
+    assert params["item_index"].kind is inspect.Parameter.KEYWORD_ONLY
 
 
 def test_state_advancer_advances_like_step_and_encodes_like_stepping(fitted):

@@ -68,6 +68,6 @@ def test_route_keys_splits_by_owner_and_lists_every_owner_on_errors():
     parts = route_keys({"lr": 0.5, "rate": 0.2, "steps": 3}, {"model": Cfg, "train": Other})
     assert parts == {"model": {"lr": 0.5}, "train": {"rate": 0.2, "steps": 3}}
     assert route_keys({}, {"model": Cfg, "train": Other}) == {"model": {}, "train": {}}
-    with pytest.raises(ConfigError, match="unknown config key 'stpes'.*did you mean 'steps'") as e:
+    with pytest.raises(ConfigError, match=r"unknown config key 'stpes'.*did you mean 'steps'") as e:
         route_keys({"stpes": 1}, {"model": Cfg, "train": Other}, "m")
     assert "model: flag, layers, loss, lr, n; train: rate, steps" in str(e.value)

@@ -31,6 +31,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import platform
 import shutil
 import sys
 import threading
@@ -74,7 +75,7 @@ CUDA = "cuda"
 # -ffp-contract=off: no compiler-made FMAs (the source spells out every fused operation);
 # -fno-math-errno: lets sqrt vectorise; -march=native: the library is built per machine
 # (its cache name includes the CPU's identity, so a shared cache never mixes CPUs; why
-# not a portable baseline: benchmarks/PROFILE.md section 11).
+# not a portable x86-64 level: benchmarks/PROFILE.md section 11).
 # -fopenmp: at::parallel_for splits the loops over torch's own OpenMP threads (the
 # library's libgomp.so.1 dependency resolves to the copy torch has already loaded).
 # Where the compiler has no OpenMP (e.g. Apple clang) the library is built without it:
@@ -131,12 +132,12 @@ def _cpu_identity() -> str:
                     break  # the first processor's block is enough
     except OSError:
         pass
-    import platform
-
     return "".join(keep) or f"{platform.machine()} {platform.processor()}"
 
 
 def _ext_name(openmp: bool = True) -> str:
+    """The cache name: a hash of the source, the flags, the torch and Python versions and
+    the CPU's model and flags (-march=native: a shared cache never mixes CPUs)."""
     key = "\n".join(
         [
             _source_text(),

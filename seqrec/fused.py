@@ -323,8 +323,9 @@ def build() -> BuildInfo:
     except Exception as exc:
         raise KernelBuildError(f"building the kernels failed: {_first_line(exc)}") from exc
     seconds = time.perf_counter() - t0
-    with _lock:
-        _module, _tried = mod, True
+    if not _switched_off():  # switched off, kernels() keeps saying None in this process
+        with _lock:
+            _module, _tried = mod, True
     name = _ext_name(openmp)
     library = os.path.join(_build_dir(name), name + ".so")
     return BuildInfo(library, len(_builds) > before, seconds, openmp)

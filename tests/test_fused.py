@@ -571,11 +571,17 @@ def test_build_reports_a_missing_compiler(monkeypatch):
         fused.build()
 
 
-def test_build_finds_or_makes_the_library(ext):
+def test_build_finds_or_makes_the_library(ext, monkeypatch):
     info = fused.build()
     assert os.path.isfile(info.library) and info.seconds >= 0
     assert fused.build().compiled is False  # in the cache now
     assert fused.kernels() is not None
+    monkeypatch.setenv(fused.ENV_SWITCH, "0")  # build() builds anyway, the switch holds
+    fused._reset()
+    try:
+        assert fused.build().compiled is False and fused.kernels() is None
+    finally:
+        fused._reset()
 
 
 # -- dropout noise: the torch twin draws the kernel's noise bit for bit

@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 # the compiled CPU training kernels, once per machine (a no-op when they are built);
 # without a compiler training takes the slower pure-torch path, so this never fails
 kernels: $(STAMP)
-	@$(VENV)/bin/seqrec build-kernels || echo "note: training will use the slower pure-torch path"
+	@$(VENV)/bin/seqrec build-kernels || echo "note: continuing without the compiled kernels"
 
 demo: setup
 	$(VENV)/bin/seqrec demo

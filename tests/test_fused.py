@@ -686,3 +686,18 @@ def test_the_sources_are_shipped_as_package_data():
         rel = src.relative_to(root / "seqrec").as_posix()
         assert any(fnmatch.fnmatch(rel, p) for p in patterns), rel
     assert all(p.is_file() for p in fused.SOURCES)
+
+
+def test_the_ninja_package_is_put_on_path_for_the_build(monkeypatch):
+    """torch runs ``ninja`` from PATH; the declared ``ninja`` package's binary is not on
+    PATH when Python runs by its full path: the build adds it, and restores PATH."""
+    ninja = pytest.importorskip("ninja")
+    real_which = shutil.which
+    monkeypatch.setattr(
+        shutil, "which", lambda cmd, *a, **k: None if cmd == "ninja" else real_which(cmd)
+    )
+    before = os.environ.get("PATH")
+    with fused._ninja_on_path():
+        assert os.environ["PATH"].split(os.pathsep)[0] == str(ninja.BIN_DIR)
+        assert os.path.isfile(os.path.join(str(ninja.BIN_DIR), "ninja"))
+    assert os.environ.get("PATH") == before

@@ -127,9 +127,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     model.meta_["train_seconds"] = round(seconds, 3)
     model.meta_["train_data"] = str(args.train)
     model.save(args.out)
+    path = f", {model.meta_['kernels']}" if "kernels" in model.meta_ else ""
     print(
         f"trained {args.model} on {data.train.n_events:,} events "
-        f"({len(data.item_index):,} items) in {seconds:.1f}s -> {args.out}"
+        f"({len(data.item_index):,} items) in {seconds:.1f}s{path} -> {args.out}"
     )
     return 0
 
@@ -637,7 +638,36 @@ def build_parser() -> argparse.ArgumentParser:
     # models
     p = sub.add_parser("models", help="list available models")
     p.set_defaults(func=cmd_models)
+
+    _add_build_kernels(sub, fmt)
     return parser
+
+
+def _add_build_kernels(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
+    p = sub.add_parser(
+        "build-kernels",
+        help="compile seqrec's CPU training kernels for this machine (once; make setup runs it)",
+        formatter_class=fmt,
+        description="Compile seqrec's CPU training kernels (seqrec/csrc/*.cpp: optimiser\n"
+        "updates, GRU4Rec's losses, row gathers, dropout noise) with the C++ compiler ($CXX,\n"
+        "default c++) and ninja into torch's extension cache ($TORCH_EXTENSIONS_DIR, default\n"
+        "~/.cache/torch_extensions): once per machine, CPU, torch and Python version, ~1 min.\n"
+        "Training then loads them from the cache; without them (no compiler, or\n"
+        "SEQREC_FUSED=0) it takes a slower pure-torch path with the same results up to float\n"
+        "rounding. Prints where they are and how long the build took; exits with code 2\n"
+        "when they cannot be built. `make setup` runs this.",
+    )
+    p.set_defaults(func=cmd_build_kernels)
+
+
+def cmd_build_kernels(args: argparse.Namespace) -> int:
+    from seqrec import fused
+
+    info = fused.build()
+    what = f"built in {info.seconds:.1f}s" if info.compiled else "already built"
+    threads = "" if info.openmp else " (without OpenMP: one thread)"
+    print(f"seqrec's CPU kernels {what}{threads}: {info.library}")
+    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ State layout: a tensor ``(1, B, S)`` whose last dim concatenates every layer's s
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ from seqrec.models.base import Histories, Recommender, resolve_device
 from seqrec.optim import AdagradM, RowAdam, RowOptimizer
 from seqrec.sampling import PopularitySampler
 from seqrec.sysmem import keep_freed_memory
+
+log = logging.getLogger(__name__)
 
 GATES = {"gru": 3, "lstm": 4, "rnn": 1}
 
@@ -154,21 +157,16 @@ def train_dropout(x: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor
     """Training-time dropout of ``x`` with probability ``p``: (output, what its backward
     multiplies the gradient with), the same in the autograd and in the fast step.
 
-    CPU: ``x * noise`` with noise 0 or ``1 / (1 - p)`` from the fused kernels' counter-based
-    generator (one 64-bit seed drawn from torch's default generator per call, so
-    ``torch.manual_seed`` and checkpoints reproduce it; ~30x faster than ``bernoulli_``,
-    which is what runs when the kernels are unavailable: what ``F.dropout`` does on CPU).
+    CPU: ``x * noise`` with noise 0 or ``1 / (1 - p)`` from a counter-based generator
+    (:func:`seqrec.fused.dropout_noise`: the compiled kernel, or its torch twin that draws
+    the same noise bit for bit) and one 64-bit seed drawn from torch's default generator
+    per call, so ``torch.manual_seed`` and checkpoints reproduce it.
     CUDA: ``torch.native_dropout`` (what ``F.dropout`` calls there; boolean mask).
     """
     if x.device.type == "cuda":
         return torch.native_dropout(x, p, True)  # (output, bool mask)
-    ext = fused.kernels() if fused.cpu_float_contiguous(x) else None
-    noise = torch.empty_like(x)
-    if ext is None:
-        noise.bernoulli_(1 - p).div_(1 - p)
-    else:
-        seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
-        ext.dropout_noise_(noise, seed, 1 - p)
+    seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+    noise = fused.dropout_noise(torch.empty_like(x), seed, 1 - p)
     return x * noise, noise
 
 
@@ -544,6 +542,14 @@ class GRU4Rec(Recommender):
             {"epoch": h.epoch + 1, "loss": h.loss, "events_per_s": h.events_per_second, **h.metrics}
             for h in self.history_
         ]
+        self.meta_["kernels"] = fused.compute_path(self.device_)  # which path trained it
+        log.info(
+            "gru4rec: %d epochs, %s events in %.1f s (%s)",
+            len(self.history_),
+            f"{sum(h.events for h in self.history_):,}",
+            sum(h.seconds for h in self.history_),
+            self.meta_["kernels"],
+        )
         return self
 
     # -- inference ----------------------------------------------------------

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+import typing
 from typing import Any
 
 from seqrec import __version__
@@ -391,9 +392,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- parser
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``error: seqrec train: ...`` and exit code 2
+    (sub-command parsers are made of this class too)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="seqrec",
         formatter_class=fmt,
         description="Session-based and sequential recommendation: train, evaluate, recommend.",

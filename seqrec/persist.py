@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
@@ -157,17 +158,30 @@ def check_model_out(path: str | Path) -> None:
 
 @contextlib.contextmanager
 def _signals_deferred() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM (delivered right after) while the block runs."""
-    mask = getattr(signal, "pthread_sigmask", None)
-    if mask is None:
+    """Hold SIGINT/SIGTERM while the block runs; they take effect right after it.
+
+    Python runs signal handlers in the main thread only, so only there can one
+    interrupt the block: elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = mask(signal.SIG_BLOCK, held)
+    caught: list[int] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        caught.append(signum)
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(sig)
+        if handler is not None:  # None: set outside Python, cannot be restored
+            previous[sig] = signal.signal(sig, hold)
     try:
         yield
     finally:
-        mask(signal.SIG_SETMASK, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(caught):
+            signal.raise_signal(sig)
 
 
 @contextlib.contextmanager
@@ -189,8 +203,10 @@ def atomic_dir(
     target = _normalise(path)
     check_replaceable(target, names, accept, what)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp: Path | None = None
     try:
+        with _signals_deferred():  # an interrupt lands after ``tmp`` is known
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
         yield tmp
         written = set(os.listdir(tmp))
         check_replaceable(target, set(names or ()) | written, accept, what)
@@ -209,7 +225,8 @@ def atomic_dir(
                 shutil.rmtree(old, ignore_errors=True)
         _fsync_dir(target.parent)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -1,8 +1,9 @@
 """The ``seqrec`` command line.
 
 Every sub-command explains each option in ``--help``. Problems caused by input (bad
-files, unknown config keys, unknown models, bad values) print one line
-``error: ...`` on stderr and exit with code 2, never a traceback.
+files, unknown config keys, unknown models, bad values, bad arguments, unreadable or
+unwritable paths) print one line ``error: ...`` on stderr and exit with code 2, never
+a traceback. SIGTERM stops a command like Ctrl-C (exit 143 and 130, one line).
 """
 
 from __future__ import annotations
@@ -777,6 +778,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM stops a command the way Ctrl-C does (serve: uvicorn handles its signals)
     catch_term = args.command != "serve" and threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if catch_term else None
+    # (None also when the old handler was set outside Python: it cannot be restored)
     try:
         return int(args.func(args) or 0)
     except SeqrecError as exc:

@@ -42,10 +42,11 @@ from torch import nn
 
 from seqrec import fused
 from seqrec.batching import ParallelPlan, session_parallel_plan
+from seqrec.config import config_to_dict
 from seqrec.data.idmap import ItemIndex
 from seqrec.data.samples import Samples
 from seqrec.data.sessions import SessionLog
-from seqrec.errors import ConfigError
+from seqrec.errors import ConfigError, DataError
 from seqrec.losses import get_loss
 from seqrec.models.base import Histories, Recommender, resolve_device
 from seqrec.optim import AdagradM, RowAdam, RowOptimizer
@@ -490,6 +491,17 @@ class _Task:
             torch.cuda.set_rng_state(state["rng.cuda"], self.device)
 
 
+def _check_trainable(train: SessionLog) -> None:
+    """DataError when no session has two events: GRU4Rec learns from (click, next click)
+    pairs inside sessions, so such a log gives it nothing to learn."""
+    if int(np.maximum(train.lengths - 1, 0).sum()) == 0:
+        raise DataError(
+            f"gru4rec: nothing to learn: {train.n_sessions:,} sessions with "
+            f"{train.n_events:,} events, but no session has 2 or more events (GRU4Rec "
+            "learns from consecutive clicks of a session; check the session column)"
+        )
+
+
 class GRU4Rec(Recommender):
     """GRU4Rec with the recurrent inference API (``init_state`` / ``step``)."""
 
@@ -513,10 +525,16 @@ class GRU4Rec(Recommender):
         resume: bool = False,
         progress: bool = True,
     ) -> GRU4Rec:
-        from seqrec.training import LoopOptions, run_training
+        from seqrec.training import LoopOptions, checkpoint_fingerprint, run_training
 
         self._begin_fit(train, item_index)
+        _check_trainable(train)
         cfg = self.config
+        fingerprint = (
+            checkpoint_fingerprint(config_to_dict(cfg), train, self.n_items_)
+            if checkpoint_dir
+            else None
+        )
         if resolve_device(cfg.device).type == "cpu":
             keep_freed_memory()  # no page faults from the step's big tensors (sysmem.py)
         torch.manual_seed(cfg.seed)
@@ -533,6 +551,7 @@ class GRU4Rec(Recommender):
                     patience=cfg.patience,
                     progress=progress,
                     desc="gru4rec",
+                    fingerprint=fingerprint,
                 ),
             )
         finally:
@@ -668,9 +687,8 @@ class GRU4Rec(Recommender):
         try:
             self.net_.load_state_dict({k: v.to(self.device_) for k, v in weights.items()})
         except RuntimeError as exc:
-            from seqrec.errors import ModelFileError
+            from seqrec.errors import ModelFileError, one_line
 
-            raise ModelFileError(
-                f"weights do not match the gru4rec config: {exc}".splitlines()[0]
-            ) from None
+            msg = one_line(exc)
+            raise ModelFileError(f"weights do not match the gru4rec config: {msg}") from None
         self.net_.eval()

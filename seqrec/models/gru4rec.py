@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from seqrec.errors import ConfigError, ModelFileError
+from seqrec.errors import ConfigError, ModelFileError, one_line
 from seqrec.models.base import Histories, Recommender
 
 GATES = {"gru": 3, "lstm": 4, "rnn": 1}
@@ -294,6 +294,6 @@ class GRU4Rec(Recommender):
         try:
             self.net_.load_state_dict({k: v.to(self.device_) for k, v in weights.items()})
         except RuntimeError as exc:
-            msg = f"weights do not match the gru4rec config: {exc}".splitlines()[0]
+            msg = f"weights do not match the gru4rec config: {one_line(exc)}"
             raise ModelFileError(msg) from None
         self.net_.eval()

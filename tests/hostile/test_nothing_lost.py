@@ -20,7 +20,7 @@ import seqrec.models.base as base
 from seqrec.cli import main
 from seqrec.errors import OutputError
 from seqrec.models import load_model
-from seqrec.models.gru4rec import _Task
+from seqrec.training.session_parallel import SessionParallelTask
 from tests.hostile.helpers import TINY_G4R, Env, assert_one_error, snapshot, tiny_log
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,14 +50,14 @@ def train_argv(env: Env, out: Path, *extra: str) -> list[str]:
 
 
 def test_exception_in_the_last_epoch_keeps_the_old_model(env, existing, tmp_path, monkeypatch):
-    calls = []
+    original = SessionParallelTask.n_events
 
-    def failing_validate(self):  # called after every epoch
-        calls.append(1)
-        if len(calls) == 3:
+    def failing_n_events(self, epoch):  # called when every epoch starts
+        if epoch == 2:
             raise RuntimeError("injected failure in the last epoch")
+        return original(self, epoch)
 
-    monkeypatch.setattr(_Task, "validate", failing_validate)
+    monkeypatch.setattr(SessionParallelTask, "n_events", failing_n_events)
     before = snapshot(existing.parent)
     ck = tmp_path / "ck"
     with pytest.raises(RuntimeError, match="injected"):
@@ -107,7 +107,7 @@ def test_out_replaces_a_model_directory_atomically(env, existing, capsys):
     old_inode = existing.stat().st_ino
     assert main(train_argv(env, existing, "--set", "seed=7")) == 0
     assert existing.stat().st_ino != old_inode  # a new directory renamed into place
-    assert json.loads((existing / "config.json").read_text())["config"]["seed"] == 7
+    assert json.loads((existing / "config.json").read_text())["training"]["seed"] == 7
     assert sorted(p.name for p in existing.parent.iterdir()) == ["model"]
 
 
@@ -179,4 +179,4 @@ def test_signal_mid_training_keeps_the_old_model(env, existing, tmp_path, sig, c
     done = info["epoch"] + 1
     argv[argv.index("n_epochs=100000")] = f"n_epochs={done + 1}"
     assert main([*argv, "--resume"]) == 0  # one more epoch from the checkpoint
-    assert json.loads((existing / "config.json").read_text())["config"]["n_epochs"] == done + 1
+    assert json.loads((existing / "config.json").read_text())["training"]["n_epochs"] == done + 1

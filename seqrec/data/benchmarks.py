@@ -26,12 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from seqrec.data.events import Columns, Events, build_log, check_file, read_events
+from seqrec.data.events import Columns, Events, build_log, check_text_file, read_events
 from seqrec.data.idmap import ItemIndex
 from seqrec.data.report import DataReport
 from seqrec.data.samples import Samples
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import DataError
+from seqrec.quoting import quote
 
 TAOBAO_COLUMNS = ("user", "item", "category", "behavior", "timestamp")
 TAOBAO_BEHAVIORS = ("pv", "cart", "fav", "buy")
@@ -77,10 +78,12 @@ class TokenFile:
 def scan_tokens(path: str | Path, allow_header: bool = False) -> TokenFile:
     """Parse a file of integer tokens. With ``allow_header``, a first line that is not
     made of integers is returned as ``header`` (tab-separated) for the caller to check."""
-    p = check_file(path)
+    p = check_text_file(path)
     raw = p.read_bytes()
+    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark is not a token
+        raw = raw[3:]
     if not raw.strip():
-        raise DataError(f"{path}: file is empty")
+        raise DataError(f"{path}: no data (only blank lines)")
     nl = raw.find(b"\n")
     first = raw[: nl if nl >= 0 else len(raw)].decode("utf-8", errors="replace").strip("\r\ufeff")
     is_header = allow_header and any(c not in "0123456789 \t" for c in first)
@@ -103,7 +106,7 @@ def scan_tokens(path: str | Path, allow_header: bool = False) -> TokenFile:
         if header is not None and text.strip() == first.strip():
             raise DataError(f"{path} line {base + line}: duplicate header line inside the data")
         tok = next((t for t in text.split() if any(c not in "0123456789" for c in t)), text)
-        raise DataError(f"{path} line {base + line}: token {tok!r} is not an integer id")
+        raise DataError(f"{path} line {base + line}: token {quote(tok)} is not an integer id")
     n_lines = len(nl_pos) + (1 if len(body) and not is_nl[-1] else 0)
     prev_space = np.empty(len(body), dtype=bool)
     if len(body):
@@ -189,8 +192,8 @@ def read_sessions_file(path: str | Path, item_index: ItemIndex | None = None) ->
     if tf.header is not None:
         if tf.header != SESSIONS_HEADER:
             raise DataError(
-                f"{path} line 1: unexpected header {chr(9).join(tf.header)!r} "
-                f"(expected {chr(9).join(SESSIONS_HEADER)!r} or no header)"
+                f"{path} line 1: unexpected header {quote(chr(9).join(tf.header))} "
+                f"(expected {quote(chr(9).join(SESSIONS_HEADER))} or no header)"
             )
         _check_fields(tf, 3, lines)
         _require_one(tf, 0, "session id", lines)
@@ -221,8 +224,8 @@ def read_samples_file(
     a frozen ``item_index`` become -1 (counted in the report)."""
     tf = scan_tokens(path, allow_header=True)
     if tf.header not in SAMPLES_HEADERS:
-        expected = " or ".join(repr("\t".join(h)) for h in SAMPLES_HEADERS)
-        got = "no header" if tf.header is None else repr("\t".join(tf.header))
+        expected = " or ".join(quote("\t".join(h)) for h in SAMPLES_HEADERS)
+        got = "no header" if tf.header is None else quote("\t".join(tf.header))
         raise DataError(f"{path} line 1: expected the header {expected}, got {got}")
     report = DataReport()
     lines = _nonblank(tf, report)
@@ -303,13 +306,13 @@ def read_recbole(
 
     The ``:type`` suffixes are dropped before the usual column detection, so ML-100K
     gives one history per user, sorted by timestamp (ties keep file order)."""
-    p = check_file(path)
+    p = check_text_file(path)
     with p.open(encoding="utf-8-sig", errors="replace") as fh:
         first = next((ln for ln in fh if ln.strip()), "").rstrip("\r\n")
     raw = first.split("\t")
     if not all(":" in h for h in raw):
         raise DataError(
-            f"{path} line 1: expected a RecBole header like 'user_id:token', got {first!r}"
+            f"{path} line 1: expected a RecBole header like 'user_id:token', got {quote(first)}"
         )
     names = [h.split(":", 1)[0].strip() for h in raw]
     return read_events(p, columns, fmt="tsv", item_index=item_index, names=names, header=True)

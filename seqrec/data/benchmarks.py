@@ -21,6 +21,7 @@ without a Python loop per line.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,10 +60,8 @@ class TokenFile:
     field: np.ndarray  # (n_tokens,) 0-based tab-separated field of the token
     n_lines: int  # body lines (blank ones included)
     tabs: np.ndarray  # (n_lines,) tab count per line
-
-    @property
-    def first_line_no(self) -> int:
-        return 2 if self.header is not None else 1
+    first_line_no: int = 1  # line number of the first body line
+    lead_blank: int = 0  # blank lines before the header (not in the body)
 
     def where(self, line: int) -> str:
         return f"{self.path} line {self.first_line_no + int(line)}"
@@ -84,13 +83,18 @@ def scan_tokens(path: str | Path, allow_header: bool = False) -> TokenFile:
         raw = raw[3:]
     if not raw.strip():
         raise DataError(f"{path}: no data (only blank lines)")
-    nl = raw.find(b"\n")
-    first = raw[: nl if nl >= 0 else len(raw)].decode("utf-8", errors="replace").strip("\r\ufeff")
+    if raw.count(b"\r") != raw.count(b"\r\n"):  # a carriage return alone ends a line too
+        raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    lead = re.match(rb"(?:[ \t\r]*\n)*", raw).end() if allow_header else 0  # type: ignore[union-attr]
+    nl = raw.find(b"\n", lead)
+    first = raw[lead : nl if nl >= 0 else len(raw)].decode("utf-8", errors="replace")
+    first = first.strip("\r\ufeff")
     is_header = allow_header and any(c not in "0123456789 \t" for c in first)
     header = [h.strip() for h in first.split("\t")] if is_header else None
     skip = (nl + 1 if nl >= 0 else len(raw)) if is_header else 0
     body = np.frombuffer(raw, dtype=np.uint8)[skip:]
-    base = 2 if is_header else 1
+    n_lead = raw.count(b"\n", 0, lead) if is_header else 0
+    base = 2 + n_lead if is_header else 1
     is_nl = body == 10
     is_tab = body == 9
     is_space = is_nl | is_tab | (body == 32) | (body == 13)
@@ -132,7 +136,7 @@ def scan_tokens(path: str | Path, allow_header: bool = False) -> TokenFile:
     tabs_before_line = np.searchsorted(tab_pos, line_start[line])
     field = tabs_before_tok - tabs_before_line
     tabs = np.bincount(np.searchsorted(nl_pos, tab_pos), minlength=n_lines)[:n_lines]
-    return TokenFile(p, header, values, line, field, n_lines, tabs)
+    return TokenFile(p, header, values, line, field, n_lines, tabs, base, n_lead)
 
 
 def _ids_to_str(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -168,8 +172,8 @@ def _require_one(tf: TokenFile, field: int, name: str, lines: np.ndarray) -> Non
 
 def _nonblank(tf: TokenFile, report: DataReport) -> np.ndarray:
     blank = tf.blank_lines()
-    if len(blank):
-        report.add("read", "blank lines skipped", len(blank))
+    if len(blank) + tf.lead_blank:
+        report.add("read", "blank lines skipped", len(blank) + tf.lead_blank)
     keep = np.ones(tf.n_lines, dtype=bool)
     keep[blank] = False
     lines = np.flatnonzero(keep)
@@ -322,9 +326,10 @@ def read_movielens(
     path: str | Path, item_index: ItemIndex | None = None, columns: Columns | None = None
 ) -> Result:
     """MovieLens ``ratings.csv`` (``userId,movieId,rating,timestamp``): one history per
-    user sorted by timestamp (ties keep file order)."""
-    cols = columns or Columns(user="userId", item="movieId", time="timestamp")
-    return read_events(path, cols, fmt="csv", item_index=item_index, delimiter=",")
+    user sorted by timestamp (ties keep file order). The delimiter is sniffed (a tab
+    too); without a timestamp column, file order is kept."""
+    cols = columns or Columns(user="userId", item="movieId")
+    return read_events(path, cols, fmt="csv", item_index=item_index)
 
 
 # ----------------------------------------------------------------------------- raw logs

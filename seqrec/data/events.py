@@ -124,7 +124,7 @@ class Table:
 
 def _line_of_row(path: Path, row: int, delimiter: str, header: bool) -> int:
     """1-based line on which 0-based data row ``row`` starts (blank lines are skipped)."""
-    return row_start_line(path, delimiter, row + int(header))
+    return row_start_line(path, delimiter, row, header)
 
 
 def check_file(path: str | Path) -> Path:
@@ -174,7 +174,7 @@ def first_row(path: Path, delimiter: str, shown: str | Path | None = None) -> li
     import csv
 
     with path.open(newline="", encoding="utf-8-sig", errors="replace") as fh:
-        line = next((ln for ln in fh if ln.strip("\r\n")), "")
+        line = next((ln for ln in fh if ln.strip()), "")
     if not line:
         raise DataError(f"{shown or path}: no data (only blank lines)")
     return next(csv.reader([line.rstrip("\r\n")], delimiter=delimiter), [])
@@ -207,7 +207,7 @@ def read_text_table(
         raise DataError(f"{path}: a file without header needs column names")
     all_names = [h.strip() for h in first] if names is None else list(names)
     if len(first) != len(all_names):
-        bad = bad_row(p, delimiter, len(all_names))
+        bad = bad_row(p, delimiter, len(all_names), header)
         raise DataError(
             f"{path} {bad or f'line 1: expected {len(all_names)} fields, got {len(first)}'}"
         )
@@ -232,7 +232,7 @@ def read_text_table(
                 ),
             )
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as exc:
-        bad = bad_row(p, delimiter, len(all_names))
+        bad = bad_row(p, delimiter, len(all_names), header)
         if bad is not None:
             raise DataError(f"{path} {bad}") from None
         where = first_invalid_utf8(p)
@@ -266,8 +266,9 @@ def _check_header_names(names: list[str], used: set[str], source: str) -> None:
 
 
 def _header_skip(p: Path) -> int:
-    """Lines to skip so that reading starts after the header (leading blank lines too)."""
-    with p.open("rb") as fh:
+    """Rows to skip so that reading starts after the header (leading blank lines too;
+    lines end at a line feed, a carriage return or both, as for the parser)."""
+    with p.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
         for k, line in enumerate(fh):
             if line.strip():
                 return k + 1

@@ -103,10 +103,11 @@ def detect_format(path: str | Path) -> str:
     ):
         return "sessions"
     if not _INTS.match(first):
-        fields = first.split(",")
-        if len(fields) == 5 and fields[3].strip() in bm.TAOBAO_BEHAVIORS:
+        fields = [f.strip() for f in first.split(",")]
+        ints = [f.isascii() and f.isdigit() for f in fields]
+        if len(fields) == 5 and fields[3] in bm.TAOBAO_BEHAVIORS and all(ints[:3] + ints[4:]):
             return "taobao"
-        if len(fields) == 4 and _ISO.match(fields[1].strip()):
+        if len(fields) == 4 and _ISO.match(fields[1]) and ints[0] and ints[2]:
             return "yoochoose-raw"
         delim = sniff_delimiter(first, ",")
         names = [h.strip().strip('"') for h in first.split(delim)]

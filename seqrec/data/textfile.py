@@ -89,13 +89,20 @@ def text_file(p: Path, shown: str | Path) -> Path:
     return p
 
 
+def _breaks(data: bytes, end: int) -> int:
+    """Line ends in ``data[:end]``: a line feed, a carriage return, or both together."""
+    return data.count(b"\n", 0, end) + data.count(b"\r", 0, end) - data.count(b"\r\n", 0, end)
+
+
 def first_invalid_utf8(p: Path, chunk: int = 1 << 20) -> tuple[int, int, int] | None:
     """(1-based line, 1-based byte column, byte value) of the first byte of ``p`` that is
-    not part of valid UTF-8, or None if the whole file is UTF-8."""
+    not part of valid UTF-8, or None if the whole file is UTF-8. Lines end at a line
+    feed, a carriage return or both (as for the CSV parser)."""
     line = 1
     line_start = 0  # file offset of the current line
     offset = 0  # file offset of data[0]
     carry = b""
+    after_cr = False  # the data before data[0] ended with a carriage return
     with p.open("rb") as fh:
         while True:
             block = fh.read(chunk)
@@ -105,18 +112,20 @@ def first_invalid_utf8(p: Path, chunk: int = 1 << 20) -> tuple[int, int, int] | 
                 data.decode("utf-8")
                 good, carry = len(data), b""
             except UnicodeDecodeError as exc:
-                incomplete = exc.reason == "unexpected end of data"
-                if incomplete and not final:  # a character split by the chunk boundary
-                    good, carry = exc.start, data[exc.start :]
+                if exc.reason == "unexpected end of data" and not final:
+                    good, carry = exc.start, data[exc.start :]  # a character cut by the chunk
                 else:
-                    nl = data.rfind(b"\n", 0, exc.start)
-                    line += data.count(b"\n", 0, exc.start)
-                    start = offset + nl + 1 if nl >= 0 else line_start
-                    return line, offset + exc.start - start + 1, data[exc.start]
-            nl = data.rfind(b"\n", 0, good)
-            if nl >= 0:
-                line += data.count(b"\n", 0, good)
-                line_start = offset + nl + 1
+                    good, carry = exc.start, b""
+            if after_cr and data[:1] == b"\n" and good:
+                line -= 1  # a CR LF pair split by the chunk boundary: one line end
+            line += _breaks(data, good)
+            last = max(data.rfind(b"\n", 0, good), data.rfind(b"\r", 0, good))
+            if last >= 0:
+                line_start = offset + last + 1
+            if good < len(data) and not carry:
+                return line, offset + good - line_start + 1, data[good]
+            if good:
+                after_cr = data[good - 1 : good] == b"\r"
             offset += good
             if final:
                 return None

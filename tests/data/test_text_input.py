@@ -185,7 +185,7 @@ def test_line_numbers_after_quoted_line_breaks_name_the_row_start(tmp_path):
         (b"a,b\n1,2\n", [(1, 1, 2, False), (2, 2, 2, False)]),
         (b'a,b\n"x\ny",2\n\n3,4', [(1, 1, 2, False), (2, 3, 2, False), (5, 5, 2, False)]),
         (b"a,b\r\n\r\n1,2\r\n", [(1, 1, 2, False), (3, 3, 2, False)]),
-        (b"a,b\r1,2\r", [(1, 1, 2, False), (1, 1, 2, False)]),  # bare CR ends a row
+        (b"a,b\r1,2\r", [(1, 1, 2, False), (2, 2, 2, False)]),  # a bare CR ends a line
         (b'a,"b""\n",c\n', [(1, 2, 3, False)]),
         (b'a,x"y,c\n', [(1, 1, 3, False)]),  # a quote inside a field is a character
         (b'a,"b,c\nd\n', [(1, 2, 2, True)]),
@@ -195,7 +195,7 @@ def test_line_numbers_after_quoted_line_breaks_name_the_row_start(tmp_path):
 def test_scan_rows_splits_like_pyarrow(tmp_path, data, rows):
     path = tmp_path / "r.csv"
     path.write_bytes(data)
-    assert [tuple(r) for r in scan_rows(path, ",")] == rows
+    assert [tuple(r)[:4] for r in scan_rows(path, ",")] == rows
 
 
 def test_bad_row_messages(tmp_path):
@@ -236,3 +236,33 @@ def test_token_files_with_a_utf8_bom(tmp_path):
     path.write_bytes(b"\xef\xbb\xbf1 2\r\n3 4\r\n")
     log, index, _ = read_log(path)
     assert [index.decode(s) for s in log] == [["1", "2"], ["3", "4"]]
+
+
+def test_carriage_return_line_ends(tmp_path):
+    path = tmp_path / "my_sessions.txt"
+    path.write_bytes(b"1 2\r3 4\r\r5\r")
+    log, index, report = read_log(path)
+    assert [index.decode(s) for s in log] == [["1", "2"], ["3", "4"], ["5"]]
+    assert report.get("read", "blank lines skipped") == 1
+    csv_path = tmp_path / "old_mac.csv"
+    csv_path.write_bytes(b"\rSessionId,ItemId,Time\r1,a,1\r1,b,x\r")
+    assert error_of(csv_path) == (
+        f"{csv_path} line 4: time 'x' is not a number or ISO-8601 date (column 'Time')"
+    )
+
+
+def test_first_invalid_utf8_counts_every_kind_of_line_end(tmp_path):
+    path = tmp_path / "x.txt"
+    path.write_bytes(b"a\r\nb\rc\nd\r\n\xe9")
+    for chunk in (1, 2, 3, 4, 1 << 20):
+        assert first_invalid_utf8(path, chunk) == (5, 1, 0xE9)
+
+
+def test_format_detection_found_by_fuzzing(write):
+    # a TSV ratings file is MovieLens too (the delimiter was forced to a comma)
+    log, index, _ = read_log(write("r.tsv", "userId\tmovieId\trating\n1\t10\t4\n1\t11\t5\n"))
+    assert [index.decode(s) for s in log] == [["10", "11"]]
+    # a header that happens to hold "pv" in the 4th of 5 fields is not a Taobao row
+    assert detect_format(write("h.csv", "a,b,c,pv,ItemId\n1,2,3,4,5\n")) == "csv"
+    assert detect_format(write("UserBehavior.csv", "1,2,3,pv,4\n")) == "taobao"
+    assert detect_format(write("y.csv", "s,2014-04-06T20:21:58Z,ItemId,c\n")) == "csv"

@@ -53,7 +53,7 @@ class TokenFile:
     made of integers.
     """
 
-    path: Path
+    path: Path  # as the caller named it (for messages)
     header: list[str] | None
     values: np.ndarray  # (n_tokens,) int64
     line: np.ndarray  # (n_tokens,) 0-based line index in the body
@@ -136,7 +136,8 @@ def scan_tokens(path: str | Path, allow_header: bool = False) -> TokenFile:
     tabs_before_line = np.searchsorted(tab_pos, line_start[line])
     field = tabs_before_tok - tabs_before_line
     tabs = np.bincount(np.searchsorted(nl_pos, tab_pos), minlength=n_lines)[:n_lines]
-    return TokenFile(p, header, values, line, field, n_lines, tabs, base, n_lead)
+    # messages name the file as given, not its decompressed / re-encoded temporary copy
+    return TokenFile(Path(path), header, values, line, field, n_lines, tabs, base, n_lead)
 
 
 def _ids_to_str(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

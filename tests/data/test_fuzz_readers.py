@@ -142,6 +142,7 @@ def test_random_bytes_give_data_or_one_error_line(data: bytes, name: str, fmt: s
         got = outcome(lambda: load_training_data(path, fmt))
         if isinstance(got, SeqrecError):
             assert isinstance(got, DataError)
+            assert str(got).startswith(str(path)), f"the message does not name the file: {got}"
             return
         assert got.train.n_events >= 0 and len(got.item_index) >= 0
         for protocol in PROTOCOLS:  # the same file as test data, with its own index
@@ -289,16 +290,35 @@ def encode(text: str, encoding: str) -> bytes | None:
         return None
 
 
+def compress(data: bytes, kind: str) -> bytes:
+    import bz2
+    import gzip
+    import io
+    import lzma
+    import zipfile
+
+    if kind == "zip":
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("inner.csv", data)
+        return buf.getvalue()
+    return {"": bytes, "gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}[kind](data)
+
+
 @FUZZ
-@given(spec=delimited_files(), fmt=st.sampled_from(["auto", "given"]))
-def test_delimited_files_round_trip(spec: dict[str, Any], fmt: str) -> None:
+@given(
+    spec=delimited_files(),
+    fmt=st.sampled_from(["auto", "given"]),
+    packed=st.sampled_from(["", "", "", "gz", "bz2", "xz", "zip"]),
+)
+def test_delimited_files_round_trip(spec: dict[str, Any], fmt: str, packed: str) -> None:
     data = encode(spec["text"], spec["encoding"])
     if data is None:  # not representable in latin-1: write it as UTF-8
         data = spec["text"].encode("utf-8")
-    note(f"file: {data!r}, format {fmt}, columns {spec['given']}")
+    note(f"file: {data!r}, format {fmt}, columns {spec['given']}, compression {packed}")
     with folder() as d:
-        path = d / f"events{spec['suffix']}"
-        path.write_bytes(data)
+        path = d / f"events{spec['suffix']}{'.' + packed if packed else ''}"
+        path.write_bytes(compress(data, packed))
         cols = Columns(**spec["given"]) if spec["given"] else None
         use = fmt if fmt == "auto" else "tsv" if spec["delim"] == "\t" else "csv"
         got = outcome(lambda: read_log(path, use, cols))
@@ -316,6 +336,13 @@ def test_delimited_files_round_trip(spec: dict[str, Any], fmt: str) -> None:
         again = outcome(lambda: read_log(path, use, cols, item_index=index))
         assert not isinstance(again, SeqrecError), again
         assert again[0].items.tolist() == log.items.tolist()
+        # as test data for every protocol, with the frozen index: the same events
+        n_queries = int((log.lengths - 1).clip(0).sum())
+        for protocol, n in (("next-item", None), ("samples", n_queries), ("last-item", None)):
+            test = outcome(lambda p=protocol: load_test_data(path, use, index, p, cols))
+            assert not isinstance(test, SeqrecError), test
+            if n is not None:
+                assert len(test[0]) == n
 
 
 def check_round_trip(spec: dict[str, Any], log: Any, index: Any) -> None:
@@ -335,6 +362,47 @@ def check_round_trip(spec: dict[str, Any], log: Any, index: Any) -> None:
         names = log.event_type_names
         got_types = [names[c] for c in log.event_types.tolist()]
         assert got_types == [cols["event_type"][r] for _, rows in expect for r in rows]
+
+
+# ----------------------------------------------------------------------------- Parquet
+@st.composite
+def frames(draw: st.DrawFn) -> tuple[Any, list[str], list[str], list[float] | None]:
+    import pandas as pd
+
+    n = draw(st.integers(1, 20))
+    keys = draw(st.lists(st.sampled_from(["1", "2", "x", "é"]), min_size=n, max_size=n))
+    item_kind = draw(st.sampled_from(["str", "int", "float"]))
+    raw = draw(st.lists(st.integers(-(2**40), 2**40), min_size=n, max_size=n))
+    items = [str(v) for v in raw]
+    column = {"str": items, "int": raw, "float": [float(v) for v in raw]}[item_kind]
+    frame = {"SessionId": keys, "ItemId": column}
+    times = None
+    time_kind = draw(st.sampled_from(["none", "int", "float", "timestamp"]))
+    if time_kind != "none":
+        secs = draw(st.lists(st.integers(0, 2 * 10**9), min_size=n, max_size=n))
+        times = [float(v) for v in secs]
+        frame["Time"] = {
+            "int": secs,
+            "float": times,
+            "timestamp": pd.to_datetime(secs, unit="s"),
+        }[time_kind]
+    order = draw(st.permutations(list(frame)))
+    return pd.DataFrame({c: frame[c] for c in order}), keys, items, times
+
+
+@FUZZ
+@given(spec=frames(), as_file=st.booleans())
+def test_parquet_files_and_frames_round_trip(spec: tuple, as_file: bool) -> None:
+    frame, keys, items, times = spec
+    with folder() as d:
+        path = d / "events.parquet"
+        frame.to_parquet(path)
+        got = outcome(lambda: read_log(path if as_file else frame))
+        assert not isinstance(got, SeqrecError), got
+        log, index, _ = got
+        expect = expected_sessions(keys, items, times)
+        assert decoded(log, index) == [[items[r] for r in rows] for _, rows in expect]
+        assert list(log.session_ids) == [key for key, _ in expect]
 
 
 # ----------------------------------------------------------------------------- token files

@@ -266,3 +266,13 @@ def test_format_detection_found_by_fuzzing(write):
     assert detect_format(write("h.csv", "a,b,c,pv,ItemId\n1,2,3,4,5\n")) == "csv"
     assert detect_format(write("UserBehavior.csv", "1,2,3,pv,4\n")) == "taobao"
     assert detect_format(write("y.csv", "s,2014-04-06T20:21:58Z,ItemId,c\n")) == "csv"
+
+
+def test_messages_about_compressed_token_files_name_the_file_given(tmp_path):
+    path = tmp_path / "train_sessions.txt.gz"
+    path.write_bytes(gzip.compress(b"1 2\n3 x\n"))
+    assert error_of(path) == f"{path} line 2: token 'x' is not an integer id"
+    path.write_bytes(gzip.compress(b"1 2\n3\t4\n"))
+    assert error_of(path) == f"{path} line 2: expected 1 tab-separated field, got 2"
+    path.write_bytes(gzip.compress(b" \n\t\n"))
+    assert error_of(path).startswith(f"{path}: ")

@@ -89,7 +89,7 @@ def scan_tokens(path: str | Path, allow_header: bool = False) -> TokenFile:
     nl = raw.find(b"\n", lead)
     first = raw[lead : nl if nl >= 0 else len(raw)].decode("utf-8", errors="replace")
     first = first.strip("\r\ufeff")
-    is_header = allow_header and any(c not in "0123456789 \t" for c in first)
+    is_header = allow_header and any(c.isalpha() for c in first)  # words, not ids
     header = [h.strip() for h in first.split("\t")] if is_header else None
     skip = (nl + 1 if nl >= 0 else len(raw)) if is_header else 0
     body = np.frombuffer(raw, dtype=np.uint8)[skip:]

@@ -40,6 +40,7 @@ _KINDS: tuple[tuple[str, bytes, Callable[..., IO[bytes]] | None], ...] = (
     ("bzip2", b"BZh", bz2.open),
     ("xz", b"\xfd7zXZ\x00", lzma.open),
     ("zip", b"PK\x03\x04", None),
+    ("zip", b"PK\x05\x06", None),  # an empty archive
     ("zstd", b"\x28\xb5\x2f\xfd", None),
 )
 _ERRORS = (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile, zlib.error, ValueError)

@@ -18,7 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["Row", "bad_row", "row_start_line", "scan_rows"]
+__all__ = ["Row", "bad_row", "data_row", "row_start_line", "scan_rows"]
 
 
 class Row(NamedTuple):
@@ -89,9 +89,9 @@ def scan_rows(path: Path, delimiter: str) -> Iterator[Row]:
         yield Row(start, line, n, in_quote, blank and not in_quote)
 
 
-def row_start_line(path: Path, delimiter: str, row: int, header: bool = True) -> int:
-    """1-based line on which 0-based data row ``row`` starts: the header (if any) is
-    the first row that is not blank, and blank rows before it do not count."""
+def data_row(path: Path, delimiter: str, row: int, header: bool = True) -> Row | None:
+    """0-based data row ``row``: the header (if any) is the first row that is not
+    blank, and blank rows before it do not count. None if there is no such row."""
     k = -1 if header else 0
     for r in scan_rows(path, delimiter):
         if k == -1:
@@ -99,9 +99,15 @@ def row_start_line(path: Path, delimiter: str, row: int, header: bool = True) ->
                 k = 0
             continue
         if k == row:
-            return r.start
+            return r
         k += 1
-    return row + 1 + int(header)  # not reached for rows that exist
+    return None
+
+
+def row_start_line(path: Path, delimiter: str, row: int, header: bool = True) -> int:
+    """1-based line on which 0-based data row ``row`` starts (see :func:`data_row`)."""
+    r = data_row(path, delimiter, row, header)
+    return row + 1 + int(header) if r is None else r.start  # None: not for rows that exist
 
 
 def bad_row(path: Path, delimiter: str, n_fields: int, header: bool = True) -> str | None:

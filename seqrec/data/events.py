@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from seqrec.data.compressed import plain_file
-from seqrec.data.csvrows import bad_row, row_start_line
+from seqrec.data.csvrows import bad_row, data_row, row_start_line
 from seqrec.data.idmap import UNKNOWN, ItemIndex
 from seqrec.data.preprocess import sessionize
 from seqrec.data.report import DataReport
@@ -391,13 +391,19 @@ def _check_control_chars(table: Table, role: str, uniques: pa.Array, codes: np.n
         return
     row = int(np.flatnonzero(np.isin(codes, np.flatnonzero(bad)))[0])
     value = str(uniques[int(codes[row])].as_py())
-    what = (
-        "contains a line break (an unclosed quote?)"
-        if "\n" in value or "\r" in value
-        else "contains a control character"
-    )
+    column = quote(table.roles[role])
+    if "\n" not in value and "\r" not in value:
+        raise DataError(f"{table.where(row)}: value {quote(value)} in column {column} "
+                        "contains a control character")
+    r = None if table.path is None else data_row(table.path, table.delimiter, row, table.header)
+    if r is not None and r.open_quote:
+        raise DataError(
+            f"{table.name} line {r.start}: unclosed quote (the field runs on to line {r.end}, "
+            "the end of the file)"
+        )
     raise DataError(
-        f"{table.where(row)}: value {quote(value)} in column {quote(table.roles[role])} {what}"
+        f"{table.where(row)}: value {quote(value)} in column {column} contains a line break "
+        "(an unclosed quote?)"
     )
 
 

@@ -68,8 +68,8 @@ def _reencode(p: Path, encoding: str, shown: str | Path, folder: Path) -> Path:
         text = p.read_bytes().decode(encoding)  # the codec drops the byte-order mark
     except UnicodeDecodeError as exc:
         raise DataError(
-            f"{shown}: starts with a {encoding.upper()} byte-order mark but byte "
-            f"{exc.start} is not valid {encoding.upper()}"
+            f"{shown}: starts with a {encoding.upper()} byte-order mark but is not valid "
+            f"{encoding.upper()} at byte {exc.start} ({exc.reason})"
         ) from None
     out.write_bytes(text.encode("utf-8", errors="surrogatepass"))
     return out

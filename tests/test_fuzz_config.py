@@ -32,7 +32,7 @@ from seqrec.models.gru4rec import GRU4RecConfig
 from seqrec.tuning import load_space
 
 FUZZ = settings(
-    max_examples=int(os.environ.get("SEQREC_FUZZ_EXAMPLES", "40")),
+    max_examples=int(os.environ.get("SEQREC_FUZZ_EXAMPLES", "60")),
     deadline=dt.timedelta(seconds=10),
     derandomize=bool(os.environ.get("CI")),
     database=None,

@@ -253,13 +253,16 @@ def read_text_table(
     return table
 
 
-def _check_header_names(names: list[str], used: set[str], source: str) -> None:
-    """A column to read named twice in the header is ambiguous: which one is meant?"""
+def _check_header_names(
+    names: list[str], used: set[str], source: str, where: str = "in the header"
+) -> None:
+    """A column to read named twice is ambiguous: which one is meant?"""
     seen: dict[str, int] = {}
     for k, name in enumerate(names):
         if name in seen and name in used:
+            line = " line 1" if where == "in the header" else ""
             raise DataError(
-                f"{source} line 1: column {quote(name)} appears twice in the header "
+                f"{source}{line}: column {quote(name)} appears twice {where} "
                 f"(fields {seen[name] + 1} and {k + 1})"
             )
         seen[name] = k
@@ -295,7 +298,7 @@ def read_parquet_table(path: str | Path, columns: Columns | None = None) -> Tabl
         roles = (columns or Columns()).resolve(schema.names, str(path))
         data = pq.read_table(p, columns=list(dict.fromkeys(roles.values())))
     except (pa.ArrowInvalid, OSError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = escape(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 160)
         raise DataError(f"{path}: not a readable Parquet file ({msg})") from None
     if data.num_rows == 0:
         raise DataError(f"{path}: no data rows")
@@ -311,12 +314,15 @@ def frame_table(frame: Any, columns: Columns | None = None, name: str = "DataFra
     elif isinstance(frame, pd.DataFrame):
         names = [str(c) for c in frame.columns]
         roles = (columns or Columns()).resolve(names, name)
-        sub = frame[list(dict.fromkeys(roles.values()))]
+        _check_header_names(names, set(roles.values()), name, "among the columns")
+        used = list(dict.fromkeys(roles.values()))
+        sub = frame.iloc[:, [names.index(c) for c in used]]  # labels may not be strings
+        sub.columns = used
         try:
             data = pa.Table.from_pandas(sub, preserve_index=False)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
             raise DataError(
-                f"{name}: cannot convert columns ({str(exc).splitlines()[0]})"
+                f"{name}: cannot convert columns ({escape(str(exc).splitlines()[0], 160)})"
             ) from None
     elif hasattr(frame, "to_arrow") and hasattr(frame, "schema"):  # polars
         data = frame.to_arrow()
@@ -325,6 +331,7 @@ def frame_table(frame: Any, columns: Columns | None = None, name: str = "DataFra
             f"{name}: expected a pandas or polars DataFrame, got {type(frame).__name__}"
         )
     roles = (columns or Columns()).resolve(data.column_names, name)
+    _check_header_names(data.column_names, set(roles.values()), name, "among the columns")
     data = data.select(list(dict.fromkeys(roles.values())))
     if data.num_rows == 0:
         raise DataError(f"{name}: no data rows")
@@ -358,19 +365,29 @@ def factorize_ids(table: Table, role: str) -> tuple[np.ndarray, np.ndarray]:
     if pa.types.is_dictionary(col.type):
         col = pc.cast(col, col.type.value_type)
     _check_missing(table, role, col)
+    column = quote(table.roles[role])
     if pa.types.is_floating(col.type):
         vals = _np(col).astype(np.float64)
-        frac = np.flatnonzero(vals != np.round(vals))
+        # integral and exactly representable (|v| <= 2**53): 1e300 or inf is no id
+        frac = np.flatnonzero((vals != np.round(vals)) | ~(np.abs(vals) <= 2.0**53))
         if len(frac):
             raise DataError(
                 f"{table.where(int(frac[0]))}: id {float(vals[frac[0]])!r} in column "
-                f"{quote(table.roles[role])} is not an integer or string"
+                f"{column} is not an integer or string"
             )
         col = pa.chunked_array([pa.array(vals.astype(np.int64))])
-    if not _is_stringish(col.type):
-        col = pc.cast(col, pa.string())
-    elif not pa.types.is_string(col.type):
-        col = pc.cast(col, pa.large_string())
+    if pa.types.is_boolean(col.type):
+        raise DataError(f"{table.name}: column {column} holds true/false values, not ids")
+    try:
+        if not _is_stringish(col.type):
+            col = pc.cast(col, pa.string())
+        elif not pa.types.is_string(col.type):
+            col = pc.cast(col, pa.large_string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        raise DataError(
+            f"{table.name}: column {column} has type {col.type}; ids must be integers or "
+            "(UTF-8) strings"
+        ) from None
     enc = pc.dictionary_encode(col.combine_chunks() if col.num_chunks != 1 else col.chunk(0))
     codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     _check_control_chars(table, role, enc.dictionary, codes)

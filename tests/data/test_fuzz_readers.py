@@ -11,7 +11,7 @@ Properties, for every reader entry point (``seqrec.data.loading``):
   start time, ties by first row; events by time, ties in file order; blank lines
   skipped; no times: file order).
 
-Budget: ``max_examples`` per test (``SEQREC_FUZZ_EXAMPLES``, default 40), derandomized
+Budget: ``max_examples`` per test (``SEQREC_FUZZ_EXAMPLES``, default 60), derandomized
 when the ``CI`` environment variable is set, so CI runs are reproducible.
 """
 
@@ -35,7 +35,7 @@ from seqrec.data.loading import detect_format, load_test_data, load_training_dat
 from seqrec.errors import DataError, SeqrecError
 
 FUZZ = settings(
-    max_examples=int(os.environ.get("SEQREC_FUZZ_EXAMPLES", "40")),
+    max_examples=int(os.environ.get("SEQREC_FUZZ_EXAMPLES", "60")),
     deadline=dt.timedelta(seconds=10),
     derandomize=bool(os.environ.get("CI")),
     database=None,
@@ -403,6 +403,47 @@ def test_parquet_files_and_frames_round_trip(spec: tuple, as_file: bool) -> None
         expect = expected_sessions(keys, items, times)
         assert decoded(log, index) == [[items[r] for r in rows] for _, rows in expect]
         assert list(log.session_ids) == [key for key, _ in expect]
+
+
+CELLS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(),
+    st.text(max_size=5),
+    st.binary(max_size=5),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+    st.datetimes(),
+    st.timedeltas(),
+)
+
+
+@st.composite
+def odd_frames(draw: st.DrawFn) -> Any:
+    """DataFrames with columns of any kind: one dtype per column, or mixed objects."""
+    import pandas as pd
+
+    n = draw(st.integers(0, 6))
+    names = draw(st.permutations(["SessionId", "ItemId", "Time", "UserId", "event_type"]))
+    names = names[: draw(st.integers(1, 5))]
+    data = {}
+    for name in names:
+        cell = draw(st.sampled_from([CELLS, st.integers(0, 9), st.floats(), st.text(max_size=3)]))
+        data[name] = draw(st.lists(cell, min_size=n, max_size=n))
+    try:
+        return pd.DataFrame(data)
+    except (ValueError, TypeError, OverflowError):  # pandas itself refuses the columns
+        return pd.DataFrame({name: pd.Series(v, dtype=object) for name, v in data.items()})
+
+
+@FUZZ
+@given(frame=odd_frames())
+def test_odd_frames_give_data_or_one_error_line(frame: Any) -> None:
+    got = outcome(lambda: read_log(frame))
+    if not isinstance(got, SeqrecError):
+        log, index, _ = got
+        assert log.n_events == len(frame) and len(index) <= len(frame)
 
 
 # ----------------------------------------------------------------------------- token files

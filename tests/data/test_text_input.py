@@ -276,3 +276,31 @@ def test_messages_about_compressed_token_files_name_the_file_given(tmp_path):
     assert error_of(path) == f"{path} line 2: expected 1 tab-separated field, got 2"
     path.write_bytes(gzip.compress(b" \n\t\n"))
     assert error_of(path).startswith(f"{path}: ")
+
+
+def test_every_seqrec_error_prints_as_one_printable_line(tmp_path):
+    from seqrec.errors import ConfigError, SeqrecError
+
+    assert str(SeqrecError("a\nb\x1b[31m")) == "a\\nb\\x1b[31m"
+    assert str(ConfigError("plain é")) == "plain é"
+    path = tmp_path / "new\nline\x1b[2J.csv"  # a hostile file name
+    with pytest.raises(DataError) as info:
+        read_log(path)
+    assert str(info.value) == f"{tmp_path}/new\\nline\\x1b[2J.csv: no such file or directory"
+
+
+def test_unreadable_files(tmp_path, monkeypatch):
+    """Permission denied (simulated: the tests may run as root, who reads anything)."""
+    import pathlib
+
+    path = tmp_path / "secret.tsv"
+    path.write_bytes(HEADER + b"1\ta\t1\n")
+    real_open = pathlib.Path.open
+
+    def deny(self, *args, **kwargs):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "open", deny)
+    assert error_of(path) == f"{path}: cannot read (Permission denied)"

@@ -345,3 +345,56 @@ def test_set_override_errors(pairs, message):
     with pytest.raises(ConfigError) as info:
         parse_overrides(pairs)
     assert str(info.value) == message
+
+
+# ----------------------------------------------------------------------------- DataFrames
+FRAME_CASES = [
+    ("bytes-ids", {"SessionId": [1, 1], "ItemId": [b"a", b"\xff"]},
+     "DataFrame: column 'ItemId' has type binary; ids must be integers or (UTF-8) strings"),
+    ("list-ids", {"SessionId": [1, 1], "ItemId": [[1], [2]]},
+     "DataFrame: column 'ItemId' has type list<item: int64>; ids must be integers or (UTF-8) "
+     "strings"),
+    ("bool-ids", {"SessionId": [1, 1], "ItemId": [True, False]},
+     "DataFrame: column 'ItemId' holds true/false values, not ids"),
+    ("inf-float-id", {"SessionId": [1.0, float("inf")], "ItemId": ["a", "b"]},
+     "DataFrame row 2: id inf in column 'SessionId' is not an integer or string"),
+    ("huge-float-id", {"SessionId": [1.0, 1e300], "ItemId": ["a", "b"]},
+     "DataFrame row 2: id 1e+300 in column 'SessionId' is not an integer or string"),
+    ("huge-int", {"SessionId": [1, 2**70], "ItemId": ["a", "b"]},
+     "DataFrame: cannot convert columns (Python int too large to convert to C long)"),
+    ("complex-ids", {"SessionId": [1, 1], "ItemId": [1 + 2j, 3j]},
+     "DataFrame: cannot convert columns (('Unsupported numpy type 15', 'Conversion failed for "
+     "column ItemId with type complex128'))"),
+    ("duration-times", {"SessionId": [1, 1], "ItemId": ["a", "b"], "Time": [1, 2]},
+     "DataFrame: time column 'Time' has type duration[s]"),
+    ("no-rows", {"SessionId": [], "ItemId": []}, "DataFrame: no data rows"),
+]
+
+
+@pytest.mark.parametrize(("columns", "message"), [c[1:] for c in FRAME_CASES],
+                         ids=[c[0] for c in FRAME_CASES])
+def test_dataframe_errors(columns, message):
+    import pandas as pd
+
+    frame = pd.DataFrame(columns)
+    if "Time" in columns:
+        frame["Time"] = pd.to_timedelta(frame["Time"], unit="s").astype("timedelta64[s]")
+    with pytest.raises(DataError) as info:
+        read_log(frame)
+    assert str(info.value) == message
+
+
+def test_dataframe_with_a_column_read_twice():
+    import pandas as pd
+
+    frame = pd.DataFrame([[1, "a", "b"]], columns=["SessionId", "ItemId", "ItemId"])
+    with pytest.raises(DataError) as info:
+        read_log(frame)
+    assert str(info.value) == (
+        "DataFrame: column 'ItemId' appears twice among the columns (fields 2 and 3)"
+    )
+    numbered = pd.DataFrame([[1, "a"], [1, "b"]])  # column labels 0 and 1, not strings
+    from seqrec.data.events import Columns
+
+    log, index, _ = read_log(numbered, columns=Columns(session="0", item="1"))
+    assert [index.decode(s) for s in log] == [["a", "b"]]

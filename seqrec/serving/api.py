@@ -63,7 +63,7 @@ try:
         generate_latest,
     )
     from prometheus_client.core import GaugeMetricFamily
-    from pydantic import BaseModel, ConfigDict, Field
+    from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
     from starlette.exceptions import HTTPException as StarletteHTTPException
 except ImportError as _exc:  # pragma: no cover - exercised only without the extra
     raise ConfigError(
@@ -153,17 +153,34 @@ class ServeConfig:
 
 
 # ------------------------------------------------------------------ schemas
-ItemId = str | int
+def _json_number(value: Any) -> Any:
+    """Refuse what pydantic would coerce into an integer: booleans and strings."""
+    if isinstance(value, bool | str):
+        raise ValueError(f"expected a JSON integer, got {type(value).__name__}")
+    return value
+
+
+def _json_id(value: Any) -> Any:
+    """Refuse what pydantic would coerce into an item id: booleans (true is not "1")."""
+    if isinstance(value, bool):
+        raise ValueError("expected a string or an integer, got a boolean")
+    return value
+
+
+# JSON bodies: an item id is a JSON string or integer (never a boolean, or a float with
+# a fraction), k an integer (2.0 is one, as in JSON Schema), a flag a JSON boolean.
+ItemId = Annotated[str | int, BeforeValidator(_json_id)]
+Count = Annotated[int, BeforeValidator(_json_number)]
 
 
 class _Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    k: int = Field(20, description="number of items to return (1 .. the server's cap)")
-    exclude_history: bool = Field(False, description="never return items of the session")
+    k: Count = Field(20, description="number of items to return (1 .. the server's cap)")
+    exclude_history: StrictBool = Field(False, description="never return items of the session")
     allow: list[ItemId] | None = Field(None, description="only return these items")
     deny: list[ItemId] | None = Field(None, description="never return these items")
-    strict: bool | None = Field(
+    strict: StrictBool | None = Field(
         None, description="reject unknown item ids (default: the server's --strict)"
     )
 
@@ -179,7 +196,9 @@ class ItemsIn(_Options):
 class ReloadIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str | None = Field(None, description="model directory (default: the current one)")
+    model: StrictStr | None = Field(
+        None, description="model directory (default: the current one)"
+    )
 
 
 class RecommendationsOut(BaseModel):
@@ -192,13 +211,70 @@ class RecommendationsOut(BaseModel):
     restarted: bool | None = None
 
 
+class ForgetOut(BaseModel):
+    session_id: str
+    deleted: bool
+
+
+class ModelInfoOut(BaseModel):
+    name: str
+    version: str = Field(..., description="content hash of the model files")
+    items: int
+    trained_at: str | None
+    recurrent: bool
+    directory: str = Field(..., description="name of the model directory (not its path)")
+    loaded_at: str
+    config: dict[str, Any]
+    top_k: str
+
+
+class ModelOut(ModelInfoOut):
+    reloads: int
+    store: dict[str, Any]
+
+
+class ReloadOut(BaseModel):
+    status: str
+    model: ModelInfoOut
+
+
+class RestartOut(BaseModel):
+    status: str
+    model: str = Field(..., description="name of the model directory")
+
+
+class StatusOut(BaseModel):
+    status: str
+
+
+class ReadyOut(StatusOut):
+    model: str
+    version: str
+
+
+class ErrorDetail(BaseModel):
+    loc: list[str]
+    msg: str | None = None
+    type: str | None = None
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(..., description="machine-readable error code (see the README)")
+    message: str = Field(..., description="what was wrong, for a person")
+    details: list[ErrorDetail] | None = Field(
+        None, description="per-field problems (invalid_request only)"
+    )
+
+
 class ErrorOut(BaseModel):
-    error: dict[str, Any]
+    """Every error answer: ``{"error": {"code": ..., "message": ...}}``."""
+
+    error: ErrorBody
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorOut} for s in (400, 401, 413, 422, 503)
-}
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of a route: these statuses answer with :class:`ErrorOut`."""
+    return {s: {"model": ErrorOut} for s in statuses}
 
 
 def _str_ids(ids: list[ItemId] | None) -> list[str] | None:
@@ -206,11 +282,12 @@ def _str_ids(ids: list[ItemId] | None) -> list[str] | None:
 
 
 def _json(data: Any, status: int = 200) -> Response:
-    return Response(
-        json.dumps(data, separators=(",", ":"), ensure_ascii=False),
-        status_code=status,
-        media_type="application/json",
-    )
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    try:
+        body = text.encode()
+    except UnicodeEncodeError:  # a lone surrogate echoed from the request ("\ud800")
+        body = json.dumps(data, separators=(",", ":")).encode()
+    return Response(body, status_code=status, media_type="application/json")
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> Response:
@@ -452,7 +529,7 @@ class EventFastPath:
         """The request, or None if the body is not in the plain documented form."""
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # FastAPI's route answers it (400)
             return None
         if type(data) is not dict or "item" not in data or not cls.KEYS.issuperset(data):
             return None
@@ -703,7 +780,7 @@ def create_app(runtime: Runtime, config: ServeConfig) -> FastAPI:
             msg = e.get("msg", "invalid")
             if e.get("type") == "model_attributes_type":
                 msg = "expected a JSON object (send Content-Type: application/json)"
-            parts.append(f"{loc}: {msg}")
+            parts.append(f"{loc}: {msg.removeprefix('Value error, ')}")
         details = [
             {"loc": [str(x) for x in e.get("loc", ())], "msg": e.get("msg"), "type": e.get("type")}
             for e in errors[:20]
@@ -712,8 +789,14 @@ def create_app(runtime: Runtime, config: ServeConfig) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400:  # FastAPI could not parse the body (JSON errors are 422s)
+            return _error(400, "malformed_json", _unparsable_body(exc.__cause__))
         codes = {404: "not_found", 405: "method_not_allowed"}
-        return _error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+        response = _error(
+            exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail)
+        )
+        response.headers.update(exc.headers or {})  # 405: Allow
+        return response
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> Response:  # pragma: no cover
@@ -729,7 +812,7 @@ def create_app(runtime: Runtime, config: ServeConfig) -> FastAPI:
     @app.post(
         EVENTS_PATH,
         response_model=RecommendationsOut,
-        responses=_ERRORS,
+        responses=_errors(400, 401, 413, 422, 503),
         summary="Add a click to a session; get the top-K after it",
     )
     async def add_event(session_id: str, body: EventIn) -> Response:
@@ -750,10 +833,11 @@ def create_app(runtime: Runtime, config: ServeConfig) -> FastAPI:
     @app.get(
         "/v1/sessions/{session_id}/recommendations",
         response_model=RecommendationsOut,
-        responses=_ERRORS,
+        responses=_errors(401, 413, 422, 503),
         summary="Top-K for a session (an unknown or expired session is an empty one)",
     )
     async def session_recommendations(
+        request: Request,
         session_id: str,
         k: Annotated[int, Query(description="number of items")] = 20,
         exclude_history: Annotated[
@@ -769,6 +853,9 @@ def create_app(runtime: Runtime, config: ServeConfig) -> FastAPI:
             bool | None, Query(description="reject unknown ids in allow/deny")
         ] = None,
     ) -> Response:
+        for name in ("k", "exclude_history", "strict"):  # FastAPI would take the last one
+            if len(request.query_params.getlist(name)) > 1:
+                raise RequestError("invalid_request", f"query parameter {name} is repeated")
         rec = await coalescer.submit(
             RuntimeRequest(
                 SESSION,
@@ -785,7 +872,7 @@ def create_app(runtime: Runtime, config: ServeConfig) -> FastAPI:
     @app.post(
         "/v1/recommendations",
         response_model=RecommendationsOut,
-        responses=_ERRORS,
+        responses=_errors(400, 401, 413, 422, 503),
         summary="Top-K after an explicit list of clicks (stateless)",
     )
     async def recommend_items(body: ItemsIn) -> Response:
@@ -802,12 +889,22 @@ def create_app(runtime: Runtime, config: ServeConfig) -> FastAPI:
         )
         return answer(rec)
 
-    @app.delete("/v1/sessions/{session_id}", responses=_ERRORS, summary="Forget a session")
+    @app.delete(
+        "/v1/sessions/{session_id}",
+        response_model=ForgetOut,
+        responses=_errors(401, 422, 503),
+        summary="Forget a session",
+    )
     async def forget(session_id: str) -> Response:
         existed = await coalescer.submit(RuntimeRequest(FORGET, session_id))
         return _json({"session_id": session_id, "deleted": bool(existed)})
 
-    @app.get("/v1/model", summary="The served model: name, version, items, trained-at")
+    @app.get(
+        "/v1/model",
+        response_model=ModelOut,
+        responses=_errors(401),
+        summary="The served model: name, version, items, trained-at",
+    )
     async def model_info() -> Response:
         rt = runtime
         info = rt.model_info()
@@ -820,7 +917,11 @@ def create_app(runtime: Runtime, config: ServeConfig) -> FastAPI:
 
     @app.post(
         "/v1/admin/reload",
-        responses=_ERRORS,
+        response_model=ReloadOut,
+        responses={
+            202: {"model": RestartOut, "description": "workers restarting (--workers > 1)"},
+            **_errors(400, 401, 403, 409, 413, 422),
+        },
         summary="Load a model directory atomically (API key required)",
     )
     async def reload(body: Annotated[ReloadIn | None, Body()] = None) -> Response:
@@ -841,20 +942,23 @@ def create_app(runtime: Runtime, config: ServeConfig) -> FastAPI:
                     "(replace it, then reload); restart the server to serve another one",
                 )
             os.kill(os.getppid(), signal.SIGHUP)  # uvicorn restarts every worker in turn
-            return _json({"status": "restarting workers", "model": str(runtime.model.path)}, 202)
+            return _json({"status": "restarting workers", "model": runtime.model.path.name}, 202)
         try:
             info = await run_in_threadpool(do_reload, target)
-        except ModelFileError as exc:
-            return _error(422, "model_load_failed", f"{exc} (still serving the previous model)")
-        except SeqrecError as exc:
+        except SeqrecError as exc:  # Runtime.reload turns every load failure into one
             return _error(422, "model_load_failed", f"{exc} (still serving the previous model)")
         return _json({"status": "reloaded", "model": info})
 
-    @app.get("/healthz", summary="Liveness")
+    @app.get("/healthz", response_model=StatusOut, summary="Liveness")
     async def healthz() -> Response:
         return _json({"status": "ok"})
 
-    @app.get("/readyz", summary="Readiness: a model is loaded and the store answers")
+    @app.get(
+        "/readyz",
+        response_model=ReadyOut,
+        responses=_errors(503),
+        summary="Readiness: a model is loaded and the store answers",
+    )
     async def readyz() -> Response:
         rt = runtime
         ok = await call(rt.ready)
@@ -862,7 +966,12 @@ def create_app(runtime: Runtime, config: ServeConfig) -> FastAPI:
             return _error(503, "not_ready", f"session store ({rt.store.kind}) does not answer")
         return _json({"status": "ready", "model": rt.model.name, "version": rt.model.version})
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
+        summary="Prometheus metrics (text exposition format)",
+    )
     async def prometheus() -> Response:
         data = await run_in_threadpool(metrics.render)
         return Response(data, media_type=CONTENT_TYPE_LATEST)
@@ -876,6 +985,13 @@ def create_app(runtime: Runtime, config: ServeConfig) -> FastAPI:
             log.error("%s", exc)
             return _error(503, "store_unavailable", str(exc))
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = FastAPI.openapi(app)
+            _document_limits(schema, runtime.options.limits)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     if config.fast_path:
         route = next(r for r in app.routes if getattr(r, "path", "") == EVENTS_PATH)
         app.add_middleware(EventFastPath, handle=fast_event, route=route)
@@ -884,6 +1000,56 @@ def create_app(runtime: Runtime, config: ServeConfig) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, limit=config.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+def _id_schema(limits: Limits) -> dict[str, Any]:
+    """JSON schema of one item id as the runtime accepts it (at most max_item_id chars)."""
+    n = limits.max_item_id
+    return {
+        "anyOf": [
+            {"type": "string", "maxLength": n},
+            {"type": "integer", "minimum": -(10 ** (n - 1) - 1), "maximum": 10**n - 1},
+        ]
+    }
+
+
+def _document_limits(schema: dict[str, Any], limits: Limits) -> None:
+    """Write the server's request limits into its OpenAPI schema (in place), so the
+    schema describes exactly what is accepted (the runtime checks them, with their own
+    error codes, so they are not pydantic constraints)."""
+    k = {"minimum": 1, "maximum": limits.max_k}
+    ids = _id_schema(limits)
+    str_id = {"type": "string", "maxLength": limits.max_item_id}
+    for name in ("EventIn", "ItemsIn"):
+        props = schema["components"]["schemas"][name]["properties"]
+        props["k"].update(k)
+        for key in ("allow", "deny"):
+            props[key]["anyOf"][0].update(items=ids, maxItems=limits.max_filter_items)
+        if "item" in props:
+            props["item"].update(ids)
+        if "items" in props:
+            props["items"].update(items=ids, maxItems=limits.max_items)
+    for ops in schema["paths"].values():
+        for op in ops.values():
+            for param in op.get("parameters", []):
+                ps = param["schema"]
+                if param["name"] == "session_id":
+                    ps.update(minLength=1, maxLength=limits.max_session_id)
+                elif param["name"] == "k":
+                    ps.update(k)
+                elif param["name"] in ("allow", "deny"):
+                    ps["anyOf"][0].update(items=str_id, maxItems=limits.max_filter_items)
+
+
+def _unparsable_body(cause: BaseException | None) -> str:
+    """The message of a 400 for a body FastAPI could not read as JSON."""
+    if isinstance(cause, UnicodeDecodeError):
+        byte = cause.object[cause.start]
+        return f"request body is not valid JSON: not UTF-8 (byte 0x{byte:02x} at {cause.start})"
+    if isinstance(cause, RecursionError):
+        return "request body is not valid JSON: nested too deeply"
+    why = (str(cause).splitlines() or [""])[0][:200] if cause is not None else ""
+    return f"request body is not valid JSON: {why}" if why else "request body is not valid JSON"
 
 
 def build_runtime(config: ServeConfig) -> Runtime:
@@ -927,6 +1093,14 @@ def serve(
     """Run the server until interrupted (``seqrec serve``)."""
     import uvicorn
 
+    from seqrec.serving.protocol import H11_MAX_HEAD_BYTES
+
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be a TCP port between 0 and 65535, got {port}")
+    protocol = {
+        "http": "seqrec.serving.protocol:JsonErrorProtocol",
+        "h11_max_incomplete_event_size": H11_MAX_HEAD_BYTES,
+    }
     if config.workers < 1:
         raise ConfigError("--workers must be >= 1")
     if config.workers > 1 and config.store == "memory":
@@ -949,7 +1123,9 @@ def serve(
             raise ConfigError(f"session store {config.store} does not answer")
         _tune_process(config, threads)
         app = create_app(runtime, config)
-        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
+        uvicorn.run(
+            app, host=host, port=port, log_level=log_level, access_log=access_log, **protocol
+        )
         return 0
     config.model = str(Path(config.model).absolute())
     os.environ[ENV_CONFIG] = json.dumps(asdict(config))
@@ -963,5 +1139,6 @@ def serve(
             workers=config.workers,
             log_level=log_level,
             access_log=access_log,
+            **protocol,
         )
     return 0

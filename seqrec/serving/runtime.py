@@ -311,7 +311,7 @@ class LoadedModel:
             "items": self.n_items,
             "trained_at": meta.get("trained_at"),
             "recurrent": self.recurrent,
-            "path": str(self.path),
+            "directory": self.path.name,  # not the absolute path: no server layout leaks
             "loaded_at": self.loaded_at,
             "config": config_to_dict(model.config),
             "top_k": (
@@ -558,8 +558,17 @@ class Runtime:
         self.restarted_sessions = 0
 
     def _load(self, path: str | Path) -> LoadedModel:
+        """Load a model directory; any failure is a :class:`ModelFileError` (one line)."""
         o = self.options
-        return LoadedModel(path, o.device, o.ann, o.ann_min_items, o.ann_nprobe)
+        try:
+            return LoadedModel(path, o.device, o.ann, o.ann_min_items, o.ann_nprobe)
+        except SeqrecError:
+            raise
+        except Exception as exc:  # corrupt files raise anything: OSError, KeyError, ...
+            why = (str(exc).splitlines() or [""])[0][:300]
+            raise ModelFileError(
+                f"{path}: cannot load the model ({type(exc).__name__}: {why})"
+            ) from exc
 
     def set_batch_observer(self, fn: Callable[[int], None] | None) -> None:
         """Call ``fn(n_requests)`` after every batch :meth:`process` handles."""
@@ -820,6 +829,12 @@ class Runtime:
             raise RequestError(
                 "too_many_items", f"{what} has {len(ids)} items, the limit is {limit}", 413
             )
+        for x in ids:
+            if isinstance(x, bool) or not isinstance(x, str | int | np.integer):
+                raise RequestError(
+                    "invalid_request",
+                    f"{what}: item ids are strings or integers, got {type(x).__name__}",
+                )
         out = [str(x) for x in ids]
         longest = self.options.limits.max_item_id
         for x in out:

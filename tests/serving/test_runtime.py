@@ -10,6 +10,8 @@ from seqrec.serving.batching import Batcher, Job
 from seqrec.serving.runtime import Limits, RequestError, Runtime, RuntimeOptions
 from seqrec.serving.stores import MemoryStore
 
+from .conftest import CORRUPTIONS, corrupt_copy
+
 CLICKS = ["a", "c", "e", "c"]
 
 
@@ -210,6 +212,42 @@ def test_failed_reload_keeps_the_current_model(model_dirs, tmp_path):
         rt.reload(tmp_path / "missing")
     assert rt.model.version == version
     assert rt.add_event("s", "a").model_version == version
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPTIONS))
+def test_any_load_failure_is_a_model_file_error(model_dirs, tmp_path, case):
+    """Whatever a corrupt file makes the loader raise (AttributeError, ValueError,
+    UnicodeDecodeError, ...), loading and reloading fail with one ModelFileError line
+    and the current model keeps serving."""
+    from seqrec.errors import ModelFileError
+
+    bad = corrupt_copy(model_dirs["gru4rec"], tmp_path / "bad", case)
+    with pytest.raises(ModelFileError) as info:
+        Runtime(bad)
+    assert "\n" not in str(info.value) and "bad" in str(info.value)
+    rt = Runtime(model_dirs["gru4rec"])
+    version = rt.model.version
+    with pytest.raises(ModelFileError):
+        rt.reload(bad)
+    assert rt.model.version == version and rt.add_event("s", "a").model_version == version
+
+
+@pytest.mark.parametrize("bad", [True, False, 1.5, None, ["a"]])
+def test_item_ids_are_strings_or_integers(rt, bad):
+    with pytest.raises(RequestError) as info:
+        rt.recommend_items(["a", bad])
+    assert info.value.code == "invalid_request" and info.value.status == 422
+    with pytest.raises(RequestError, match="item ids are strings or integers"):
+        rt.add_event("s", bad)
+    with pytest.raises(RequestError, match="allow"):
+        rt.session_recommendations("s", allow=["a", bad])
+    assert rt.recommend_items([3, "a"]).unknown_items == ["3"]  # an integer id is its text
+
+
+def test_model_info_names_the_directory_not_its_path(rt, model_dirs, name):
+    info = rt.model_info()
+    assert info["directory"] == model_dirs[name].name
+    assert str(model_dirs[name].parent) not in repr(info)
 
 
 class GatedStore(MemoryStore):

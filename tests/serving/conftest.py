@@ -175,7 +175,7 @@ class LiveServer:
         config = uvicorn.Config(
             app,
             log_level="warning",
-            http="seqrec.serving.protocol:JsonErrorProtocol",
+            http="seqrec.serving.http.protocol:JsonErrorProtocol",
             lifespan="on",
         )
         self.server = uvicorn.Server(config)

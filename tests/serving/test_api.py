@@ -406,3 +406,40 @@ def test_openapi_documents_limits_and_error_bodies(client):
                 if int(status) >= 400:
                     ref = response["content"]["application/json"]["schema"]["$ref"]
                     assert ref.endswith("/ErrorOut"), (method, path, status)
+
+
+# ----------------------------------------------------------------------- settings
+def test_serve_config_is_validated_and_handed_to_workers(model_dirs, monkeypatch):
+    from seqrec.errors import ConfigError
+    from seqrec.serving.http.config import ENV_CONFIG
+
+    for bad in ({"port": 65536}, {"port": -1}, {"threads": 0}, {"workers": 0}):
+        with pytest.raises(ConfigError):
+            ServeConfig(model="m", **bad)
+    cfg = ServeConfig(model=str(model_dirs["pop"]), threads=3, offload=True, max_k=7)
+    monkeypatch.setenv(ENV_CONFIG, cfg.to_json())
+    assert ServeConfig.from_env() == cfg
+
+
+@pytest.mark.parametrize("offload", [None, True, False])
+def test_offload_is_a_setting(model_dirs, monkeypatch, offload):
+    monkeypatch.setenv("SEQREC_SERVE_OFFLOAD", "1")  # no longer read: the setting decides
+    with make_client(model_dirs["gru4rec"], monkeypatch, offload=offload) as c:
+        r = c.post(EVENTS, json={"item": "a", "k": 2})
+        assert r.status_code == 200 and len(r.json()["items"]) == 2
+        # auto (None) = off for the in-memory store, whatever the environment says
+        assert c.app.state.service.offload is bool(offload)
+
+
+def test_serve_options_reach_the_config(model_dirs, monkeypatch):
+    """`seqrec serve` builds one ServeConfig from its options (no environment)."""
+    import seqrec.serving.http.server as server
+    from seqrec.cli import main
+
+    seen = {}
+    monkeypatch.setattr(server, "serve", lambda config: seen.setdefault("c", config) and 0)
+    monkeypatch.setattr("seqrec.serving.api.serve", server.serve)
+    argv = ["serve", "--model", str(model_dirs["pop"]), "--port", "0", "--threads", "2"]
+    assert main([*argv, "--offload", "on", "--host", "::1", "--log-level", "debug"]) == 0
+    c = seen["c"]
+    assert (c.port, c.threads, c.offload, c.host, c.log_level) == (0, 2, True, "::1", "debug")

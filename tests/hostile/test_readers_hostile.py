@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from seqrec.cli import main
-from seqrec.config import build_config, load_toml, parse_overrides
+from seqrec.config import load_toml, parse_overrides
 from seqrec.data.formats import FORMATS
 from seqrec.data.loading import load_test_data, load_training_data, read_log
 from seqrec.errors import ConfigError, DataError
-from seqrec.models.gru4rec import GRU4RecConfig
+from seqrec.models.gru4rec import GRU4Rec
 
 TSV = b"SessionId\tItemId\tTime\n1\ta\t1\n1\tb\t2\n2\tc\t3\n"
 Maker = Callable[[Path], Path]
@@ -284,7 +284,7 @@ CONFIG_CASES: list[tuple[str, bytes, str]] = [
      "{p}: invalid TOML: arrays or tables nested too deeply"),
     ("binary", bytes(range(256)), "{p} line 2: not valid UTF-8 (byte 0x80); TOML files are UTF-8"),
     ("unknown-key", b"learning_rat = 0.1\n", "unknown config key 'learning_rat' for "
-     "GRU4RecConfig (did you mean 'learning_rate'?); valid keys: "),
+     "gru4rec (did you mean 'learning_rate'?); valid keys: "),
     ("wrong-type", b'n_epochs = "ten"\n', "config key 'n_epochs': expected an integer, got 'ten'"),
     ("bool-for-int", b"batch_size = true\n", "config key 'batch_size': expected an integer, got "
      "True"),
@@ -299,7 +299,7 @@ CONFIG_CASES: list[tuple[str, bytes, str]] = [
 
 def _config_error(path: Path) -> str:
     with pytest.raises(ConfigError) as info:
-        build_config(GRU4RecConfig, load_toml(path))
+        GRU4Rec(load_toml(path))  # flat keys routed to their owners, as the CLI does
     return str(info.value)
 
 

@@ -104,13 +104,13 @@ def _print_report(report: Any) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from seqrec.data.loading import load_training_data
     from seqrec.models import get_model_class
-    from seqrec.pipeline import fit_model
+    from seqrec.pipeline import fit_model, with_process_tuning
 
     cls = get_model_class(args.model)
     cfg = model_config(args.model, args.config, args.set)
     if args.device:
         cfg["device"] = args.device
-    model = cls(cfg)  # validates the config before any data is read
+    model = cls(with_process_tuning(cls, cfg))  # validates the config before any data is read
     data = load_training_data(args.train, args.format, _columns(args))
     _print_report(data.report)
     t0 = time.perf_counter()

@@ -147,3 +147,25 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
         v = getattr(cfg, f.name)
         out[f.name] = list(v) if isinstance(v, tuple) else v
     return out
+
+
+def route_keys(
+    values: Mapping[str, Any], owners: Mapping[str, type], what: str = "config"
+) -> dict[str, dict[str, Any]]:
+    """Split a flat dict of keys by owner: ``{owner: {key: value}}``, every owner present.
+
+    ``owners`` maps an owner's name (``model``, ``training``, ``loss``, ``sampler``) to
+    its config dataclass; each key goes to the owner whose dataclass has that field. An
+    unknown key is a one-line ConfigError that lists the valid keys of every owner.
+    """
+    fields = {o: [f.name for f in dataclasses.fields(c)] for o, c in owners.items()}  # type: ignore[arg-type]
+    owner_of = {k: o for o, names in fields.items() for k in names}
+    out: dict[str, dict[str, Any]] = {o: {} for o in owners}
+    for key, value in values.items():
+        if key not in owner_of:
+            close = _closest(key, list(owner_of))
+            hint = f" (did you mean {close!r}?)" if close else ""
+            valid = "; ".join(f"{o}: {', '.join(sorted(names))}" for o, names in fields.items())
+            raise ConfigError(f"unknown config key {key!r} for {what}{hint}; valid keys: {valid}")
+        out[owner_of[key]][key] = value
+    return out

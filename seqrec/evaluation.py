@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -489,3 +489,18 @@ def _bar(progress: bool, total: int, protocol: str) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=f"evaluate {protocol}", unit="q")
+
+
+def validator(
+    model: Any, valid: SessionLog | Samples, *, batch_size: int = 512
+) -> Callable[[], dict[str, float]]:
+    """The validation callable of a training run: ``recall@20`` and ``mrr@20`` of
+    ``model`` on ``valid`` (next-item over every position of sessions; the labels of
+    leave-one-out samples), evaluated whenever it is called."""
+    protocol = "samples" if isinstance(valid, Samples) else "next-item"
+
+    def validate() -> dict[str, float]:
+        res = evaluate(model, valid, protocol=protocol, ks=(20,), batch_size=batch_size)
+        return {"recall@20": float(res["recall@20"]), "mrr@20": float(res["mrr@20"])}
+
+    return validate

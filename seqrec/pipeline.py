@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,17 @@ def default_protocol(path: str | Path, fmt: str) -> str:
     return "next-item"
 
 
+# What the command line (train, demo, tune) opts neural models into unless their config
+# sets these keys: the thread policy of seqrec.training.threads and the malloc setting of
+# seqrec.training.sysmem. A library fit leaves the process's settings alone.
+PROCESS_TUNING: dict[str, Any] = {"threads": "auto", "malloc_tuning": True}
+
+
+def with_process_tuning(cls: type[Recommender], cfg: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` plus :data:`PROCESS_TUNING` for a neural model (keys in ``cfg`` win)."""
+    return dict(cfg) if cls.family is None else {**PROCESS_TUNING, **cfg}
+
+
 def fit_model(
     model: Recommender,
     data: Any,
@@ -37,7 +47,10 @@ def fit_model(
     resume: bool = False,
     progress: bool = True,
 ) -> Recommender:
-    """Fit ``model`` on loaded TrainingData, with an optional validation file."""
+    """Fit ``model`` on loaded TrainingData, with an optional validation file
+    (:func:`seqrec.training.fit`: checkpoints and progress apply to neural models)."""
+    from seqrec.training import fit
+
     valid: SessionLog | Samples | None = data.valid
     if valid_path is not None:
         from seqrec.data.loading import load_test_data
@@ -46,16 +59,15 @@ def fit_model(
         if isinstance(valid, SessionLog):
             valid, _ = valid.drop_unknown()
             valid = valid.drop_short(2)
-    kwargs: dict[str, Any] = {"item_index": data.item_index}
-    params = inspect.signature(model.fit).parameters
-    for name, value in (
-        ("checkpoint_dir", checkpoint_dir),
-        ("resume", resume),
-        ("progress", progress),
-    ):
-        if name in params:
-            kwargs[name] = value
-    return model.fit(data.train, valid, **kwargs)
+    return fit(
+        model,
+        data.train,
+        valid,
+        item_index=data.item_index,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+        progress=progress,
+    )
 
 
 def data_stats(path: str | Path, fmt: str = "auto", columns: Any = None) -> str:
@@ -130,7 +142,7 @@ def run_demo(
         cfg_file = Path("configs") / name / "excerpt.toml"
         cfg = load_toml(cfg_file) if cfg_file.exists() else {}
         cfg.pop("model", None)
-        model = cls(cfg)
+        model = cls(with_process_tuning(cls, cfg))
         t0 = time.perf_counter()
         fit_model(model, data, progress=progress)
         fit_s = time.perf_counter() - t0

@@ -19,6 +19,7 @@ times; user histories use their second-to-last items).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -158,10 +159,13 @@ def tune(
     from seqrec.data.loading import load_training_data
     from seqrec.evaluation import evaluate
     from seqrec.models import get_model_class
+    from seqrec.pipeline import with_process_tuning
+    from seqrec.training import fit
 
     cls = get_model_class(model_name)
     space = load_space(space_path)
-    bad = [k for k in space if k not in {f for f in cls.Config.__dataclass_fields__}]
+    keys = {f.name for c in cls.config_owners().values() for f in dataclasses.fields(c)}
+    bad = [k for k in space if k not in keys]
     if bad:
         raise ConfigError(f"{space_path}: {bad[0]!r} is not a {model_name} parameter")
     cls(base_config)  # validate the base config early
@@ -186,12 +190,12 @@ def tune(
         params = dict(base_config)
         params.update(suggest(trial, space))
         try:
-            model = cls(params)
+            model = cls(with_process_tuning(cls, params))
         except ConfigError as exc:
             raise optuna.TrialPruned(str(exc)) from None
         t0 = time.perf_counter()
         try:
-            model.fit(tr, item_index=data.item_index, progress=False)
+            fit(model, tr, item_index=data.item_index, progress=False)
         except FloatingPointError as exc:
             log.info("trial %d diverged: %s", trial.number, exc)
             return 0.0

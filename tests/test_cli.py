@@ -218,7 +218,7 @@ def test_config_file_and_set_override(excerpt, tmp_path, capsys):
     )
     assert code == 0
     saved = json.loads((tmp_path / "m" / "config.json").read_text())
-    assert saved["config"]["layers"] == [8] and saved["config"]["loss"] == "bpr-max"
+    assert saved["config"]["layers"] == [8] and saved["training"]["loss"] == "bpr-max"
     cfg.write_text('model = "pop"\n')
     code, _, err = run(
         capsys,

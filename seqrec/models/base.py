@@ -1,10 +1,16 @@
-"""The model API every seqrec model follows, and the protocols evaluation uses.
+"""The model API every seqrec model follows, and the capabilities serving and evaluation use.
 
-Evaluation and serving see a model only through two small protocols:
+Evaluation and serving see a model only through small ``runtime_checkable`` protocols,
+checked with ``isinstance``:
 
 * :class:`Scorer` - ``score(histories) -> (B, n_items)`` for any model;
 * :class:`RecurrentScorer` - ``init_state(B)`` / ``step(state, items) -> (state, scores)``
-  for models that carry a per-session state (one O(1) update per click).
+  for models that carry a per-session state (one O(1) update per click);
+* :class:`StateAdvancer` - ``advance`` (a step without scores) and ``encode_histories``
+  (whole histories in one batched pass);
+* :class:`LinearReadout` - scores linear in a slice of the state, ``query . W^T + b``
+  (``query_from_state``, ``scores_from_state``, ``item_table``): a server can read a
+  session's top-K from its stored state or from an inner-product index.
 
 States are tensors whose dimension 1 is the batch (``state[:, idx]`` selects
 sessions), so a protocol or a server can slice, reset and store them without knowing
@@ -13,6 +19,9 @@ the model.
 :class:`Recommender` is the sklearn-like base class: ``__init__`` stores the config,
 ``fit`` learns (attributes ending in ``_``) and returns self, ``recommend`` turns
 scores into top-k ids, and ``save``/``load`` write a pickle-free model directory.
+A neural model declares its batching ``family`` and ``training_defaults``; its ``fit``
+is :func:`seqrec.training.fit` (the one import of training from models, see
+:meth:`Recommender.fit`).
 """
 
 from __future__ import annotations
@@ -26,13 +35,17 @@ import numpy as np
 import torch
 
 from seqrec import __version__
-from seqrec.config import build_config, config_to_dict
+from seqrec.config import build_config, config_to_dict, route_keys
 from seqrec.data.idmap import ItemIndex
+from seqrec.data.samples import Samples
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError, ModelFileError
 from seqrec.persist import atomic_dir, load_tensors, read_json, save_tensors, write_json
+from seqrec.trainconfig import OWNERS as TRAINING_OWNERS
+from seqrec.trainconfig import split_training
 
 SUPPORT_KEY = "__item_support__"  # training event count per item, saved with every model
+FORMAT_VERSION = 2  # 1: one flat config; 2: "config" (model keys) + "training" (the rest)
 
 Histories = Sequence[np.ndarray] | Sequence[Sequence[int]]
 
@@ -57,8 +70,34 @@ class RecurrentScorer(Protocol):
         ...
 
 
+@runtime_checkable
+class StateAdvancer(Protocol):
+    def advance(self, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``step`` without the scores: the new state after one item per session."""
+        ...
+
+    def encode_histories(self, histories: Histories) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whole histories in one pass: (final state (B, S), read-out query (B, H))."""
+        ...
+
+
+@runtime_checkable
+class LinearReadout(Protocol):
+    def query_from_state(self, state: torch.Tensor) -> torch.Tensor:
+        """State -> (B, H) query vectors: scores are ``query . W^T + b``."""
+        ...
+
+    def scores_from_state(self, state: torch.Tensor) -> torch.Tensor:
+        """State -> (B, n_items) scores: what the ``step`` into that state returned."""
+        ...
+
+    def item_table(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The read-out item weights and biases ``(W (n_items, H), b (n_items,))``."""
+        ...
+
+
 def is_recurrent(model: object) -> bool:
-    return callable(getattr(model, "init_state", None)) and callable(getattr(model, "step", None))
+    return isinstance(model, RecurrentScorer)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -74,44 +113,91 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Recommender:
-    """Base class: config handling, recommend, save/load.
+    """Base class: config handling, fit, recommend, save/load.
 
-    Subclasses set ``name`` and ``Config`` (a frozen dataclass), implement
-    ``fit``/``score`` and ``_weights()``/``_set_weights()`` for persistence.
+    Subclasses set ``name`` and ``Config`` (a frozen dataclass of the model's own keys),
+    implement ``score`` and ``_weights()``/``_set_weights()`` for persistence, and set
+    ``small_config`` (fast settings the contract suite trains every model with). A
+    non-neural model implements ``fit``. A neural model sets ``family`` (its batching
+    family in :mod:`seqrec.training`, e.g. ``"session-parallel"``) and
+    ``training_defaults`` (its defaults of the training, loss and sampler keys of
+    :mod:`seqrec.trainconfig`), implements ``build_net`` and inherits ``fit``.
     """
 
     name: ClassVar[str] = "base"
     Config: ClassVar[type]
+    family: ClassVar[str | None] = None
+    training_defaults: ClassVar[dict[str, Any]] = {}
+    small_config: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
-        if config is None or isinstance(config, Mapping):
-            values = dict(config or {})
-            values.update(overrides)
-            config = build_config(self.Config, values)
-        elif overrides:
-            merged = config_to_dict(config)
-            merged.update(overrides)
-            config = build_config(self.Config, merged)
-        self.config = config
+        """``config``: a ``Config`` instance or a flat dict of keys (model keys and, for a
+        neural model, training keys: ``GRU4Rec(layers=[100], loss="bpr-max")``); each key
+        is routed to its owner, unknown keys are errors."""
+        if config is not None and not isinstance(config, Mapping):
+            config = config_to_dict(config)
+        parts = route_keys({**(config or {}), **overrides}, self.config_owners(), self.name)
+        self.config = build_config(self.Config, parts.pop("model"))
+        # every training key this model trains with (its defaults, then the given keys)
+        self.training_keys: dict[str, Any] = {}
+        if self.family is not None:
+            given = {k: v for part in parts.values() for k, v in part.items()}
+            keys = {**self.training_defaults, **given}
+            self.training_keys = {
+                k: list(v) if isinstance(v, tuple) else v
+                for c in split_training(keys)
+                for k, v in config_to_dict(c).items()
+            }
+            self._check_training(self.training_keys)
         self.item_index_: ItemIndex | None = None
         self.n_items_: int = 0
         self.meta_: dict[str, Any] = {}
         self.item_support_: torch.Tensor | None = None  # (n_items,) training event counts
+        self.device_ = torch.device("cpu")
+        self.in_fit = False  # True while seqrec.training changes the weights in place
+
+    @classmethod
+    def config_owners(cls) -> dict[str, type]:
+        """The config dataclass of every owner of this model's flat keys."""
+        owners: dict[str, type] = {"model": cls.Config}
+        if cls.family is not None:
+            owners.update(TRAINING_OWNERS)
+        return owners
 
     # ------------------------------------------------------------------ API
     def fit(
         self,
         train: SessionLog,
-        valid: SessionLog | None = None,
+        valid: SessionLog | Samples | None = None,
         *,
         item_index: ItemIndex | None = None,
     ) -> Recommender:
-        raise NotImplementedError
+        """Learn from ``train`` and return self; ``valid`` is evaluated after every epoch
+        (early stopping with ``patience``); ``item_index`` fixes the catalogue.
+
+        Non-neural models override this. A neural model is trained by
+        :func:`seqrec.training.fit` with its ``training_keys``: this lazy import is the
+        one place where a model reaches the training package (allow-listed by name in
+        tests/test_layering.py).
+        """
+        if self.family is None:
+            raise NotImplementedError(f"{self.name} does not implement fit")
+        from seqrec.training import fit
+
+        return fit(self, train, valid, item_index=item_index)
 
     def score(self, histories: Histories) -> torch.Tensor:
         raise NotImplementedError
 
-    def _begin_fit(self, train: SessionLog, item_index: ItemIndex | None) -> None:
+    def build_net(self, n_items: int, device: torch.device, seed: int) -> None:
+        """Neural models: create ``net_`` (initial weights drawn from ``seed``) on ``device``."""
+        raise NotImplementedError
+
+    def _check_training(self, keys: dict[str, Any]) -> None:
+        """Checks of training keys that depend on the model's own config (none here)."""
+
+    def begin_fit(self, train: SessionLog, item_index: ItemIndex | None) -> None:
+        """Validate the training log and set the catalogue, item support and metadata."""
         if train.n_events == 0:
             raise ConfigError("cannot fit on an empty training log")
         if np.any(train.items < 0):
@@ -181,9 +267,10 @@ class Recommender:
                 tmp / "config.json",
                 {
                     "format": "seqrec-model",
-                    "format_version": 1,
+                    "format_version": FORMAT_VERSION,
                     "model": self.name,
                     "config": config_to_dict(self.config),
+                    "training": self.training_keys,
                     "n_items": self.n_items_,
                     "seqrec_version": __version__,
                     "meta": self.meta_,
@@ -207,10 +294,22 @@ class Recommender:
             raise ModelFileError(f"{p / 'config.json'}: not a seqrec model file")
         if info.get("model") != cls.name:
             raise ModelFileError(f"{p}: holds a {info.get('model')!r} model, not {cls.name!r}")
+        version = info.get("format_version", 1)
+        if version not in (1, FORMAT_VERSION):
+            raise ModelFileError(
+                f"{p}: model format version {version!r} is not readable by seqrec "
+                f"{__version__} (it reads versions 1 and {FORMAT_VERSION}); upgrade seqrec"
+            )
         cfg = dict(info.get("config", {}))
-        if device is not None and "device" in cfg:
-            cfg["device"] = device
+        training = dict(info.get("training", {}))
+        if version == 1:  # one flat config: route its keys to their owners
+            parts = route_keys(cfg, cls.config_owners(), cls.name)
+            cfg = parts.pop("model")
+            training = {k: v for part in parts.values() for k, v in part.items()}
         model = cls(cfg)
+        model.training_keys = {**model.training_keys, **training}  # as trained (metadata)
+        if cls.family is not None:
+            model.device_ = resolve_device(device or str(training.get("device", "cpu")))
         model.item_index_ = ItemIndex.load(p / "items.json")
         model.n_items_ = int(info["n_items"])
         if len(model.item_index_) != model.n_items_:

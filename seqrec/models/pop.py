@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 
 from seqrec.data.idmap import ItemIndex
+from seqrec.data.samples import Samples
 from seqrec.data.sessions import SessionLog
 from seqrec.models.base import Histories, Recommender
 
@@ -33,15 +34,16 @@ class Pop(Recommender):
 
     name = "pop"
     Config = PopConfig
+    small_config: ClassVar[dict[str, Any]] = {}
 
     def fit(
         self,
         train: SessionLog,
-        valid: SessionLog | None = None,
+        valid: SessionLog | Samples | None = None,
         *,
         item_index: ItemIndex | None = None,
     ) -> Pop:
-        self._begin_fit(train, item_index)
+        self.begin_fit(train, item_index)
         counts = _support(train, self.n_items_, self.config.support)
         self.popularity_ = torch.as_tensor(counts, dtype=torch.float32)
         return self

@@ -1,12 +1,13 @@
 """GRU4Rec's fast training step: forward and a hand-written backward, no autograd graph.
 
-The reference is the autograd step (``_Task.train_step`` in :mod:`seqrec.models.gru4rec`,
-``fast_step = false``). This step computes the same forward pass with the same torch
-kernels and differentiates it by hand, calling the kernels autograd's backward formulas
-call (each ``mm`` in autograd's orientation, ``sigmoid_backward``, ``tanh_backward``,
-dropout backward = gradient * noise, ``index_select_backward``), writing the dense
-gradients straight into preallocated buffers. On top of that (``exact=False``, the
-default) it uses cheaper formulations that change float rounding only:
+The reference is the autograd step (``SessionParallelTask.train_step`` in
+:mod:`seqrec.training.session_parallel`, ``fast_step = false``). This step computes the
+same forward pass with the same torch kernels and differentiates it by hand, calling the
+kernels autograd's backward formulas call (each ``mm`` in autograd's orientation,
+``sigmoid_backward``, ``tanh_backward``, dropout backward = gradient * noise,
+``index_select_backward``), writing the dense gradients straight into preallocated
+buffers. On top of that (``exact=False``, the default) it uses cheaper formulations
+that change float rounding only:
 
 * cross-entropy (no ELU, no false-negative mask): the logQ correction folded into the
   bias of the scores ``addmm``; one ``softmax`` gives the gradient ``p - I``, and the
@@ -55,12 +56,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from seqrec.models.gru4rec import train_dropout
 from seqrec.training import kernels as fused
 from seqrec.training.losses import BPR_MAX_EPS
 
 if TYPE_CHECKING:
-    from seqrec.models.gru4rec import GRU4RecConfig, GRU4RecNet
+    from seqrec.training.session_parallel import SessionParallelTask
 
 __all__ = [
     "FastStep",
@@ -71,15 +71,16 @@ __all__ = [
 ]
 
 aten = torch.ops.aten
-log = logging.getLogger("seqrec.models.gru4rec")
+log = logging.getLogger("seqrec.training.gru4rec_fast")
 
 
-def unsupported_reason(cfg: GRU4RecConfig, net: GRU4RecNet) -> str | None:
-    """Why the fast step cannot train this configuration (None: it can)."""
+def unsupported_reason(task: SessionParallelTask) -> str | None:
+    """Why the fast step cannot train this task's configuration (None: it can)."""
+    cfg, net = task.cfg, task.net
     if not cfg.fast_step:
         return "fast_step = false"
-    if cfg.cell != "gru":
-        return f"cell {cfg.cell!r} (the fast step implements gru)"
+    if net.cell != "gru":
+        return f"cell {net.cell!r} (the fast step implements gru)"
     if cfg.optimizer not in ("adagrad", "adam"):
         return f"optimizer {cfg.optimizer!r}"
     if net.Wy.dtype != torch.float32:
@@ -87,10 +88,10 @@ def unsupported_reason(cfg: GRU4RecConfig, net: GRU4RecNet) -> str | None:
     return None
 
 
-def make_fast_step(task, exact: bool = False) -> FastStep | None:
-    """The fast step for a GRU4Rec ``_Task``, or None (logged at debug level) when its
-    configuration needs the autograd step."""
-    reason = unsupported_reason(task.cfg, task.net)
+def make_fast_step(task: SessionParallelTask, exact: bool = False) -> FastStep | None:
+    """The fast step for a GRU4Rec training task, or None (logged at debug level) when
+    its configuration needs the autograd step."""
+    reason = unsupported_reason(task)
     if reason is not None:
         log.debug("gru4rec training step: autograd (%s)", reason)
         return None
@@ -158,14 +159,16 @@ def _dropout_backward(grad: Tensor, saved: Tensor, p: float) -> Tensor:
 
 
 class FastStep:
-    """A ``train_step`` for a GRU4Rec ``_Task`` (see the module docstring).
+    """A ``train_step`` for a GRU4Rec training task (see the module docstring).
 
-    Reads the task's network, optimiser, sampler, loss and carried state (``task.state``,
-    which it replaces every step like the autograd step does).
+    Reads the task's network, optimiser, sampler, loss, dropout and carried state
+    (``task.state``, which it replaces every step like the autograd step does).
     """
 
-    def __init__(self, task, exact: bool = False, shadows: bool = True) -> None:
-        cfg = task.cfg
+    def __init__(
+        self, task: SessionParallelTask, exact: bool = False, shadows: bool = True
+    ) -> None:
+        cfg = task.loss_cfg  # loss keys; the network's own keys are read from the network
         net = task.net
         self.task = task
         self.cfg = cfg
@@ -174,12 +177,13 @@ class FastStep:
         self.params = task.params
         self.opt = task.opt
         self.sampler = task.sampler
-        self.carry = cfg.carry_dropout
-        self.pe = cfg.dropout_p_embed
-        self.ph = cfg.dropout_p_hidden
+        self.dropout = task.dropout  # (x, p) -> (x * noise, noise), the task's generator
+        self.carry = net.carry_dropout
+        self.pe = net.p_embed
+        self.ph = net.p_hidden
         self.use_logq = task.log_q is not None and cfg.logq != 0.0
         # matmul_precision = bfloat16: operands of every matrix product in bfloat16
-        self.lp = torch.bfloat16 if cfg.matmul_precision == "bfloat16" else None
+        self.lp = torch.bfloat16 if task.cfg.matmul_precision == "bfloat16" else None
         # lp: operands from bfloat16 shadows kept by the optimiser (False: converted every
         # step, as a reference for the tests: the same results bit for bit)
         self.shadows = self.lp is not None and shadows
@@ -330,7 +334,7 @@ class FastStep:
         # ---- forward (the ops of GRU4RecNet.recur)
         pe, ph = self.pe, self.ph
         if pe > 0:
-            xin, noise_e = train_dropout(x, pe)
+            xin, noise_e = self.dropout(x, pe)
         else:
             xin, noise_e = x, None
         saved = []
@@ -370,7 +374,7 @@ class FastStep:
                 saved_lp.append((inp_lp, h_lp, rh_lp))
             h_new = torch.lerp(h, n_, z)
             if ph > 0:
-                o, noise_h = train_dropout(h_new, ph)
+                o, noise_h = self.dropout(h_new, ph)
             else:
                 o, noise_h = h_new, None
             saved.append((inp_l, h, r, z, rh, n_, noise_h))

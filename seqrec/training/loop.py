@@ -1,14 +1,17 @@
 """The one training loop: epochs, progress, validation, early stopping, checkpoints.
 
-The loop is model-agnostic. A model plugs in through :class:`TrainTask`:
+The loop is model-agnostic. A batching family's task plugs in through :class:`TrainTask`:
 
 * ``batches(epoch)`` yields the mini-batches of one epoch (a session-parallel step for
   GRU4Rec, a padded sequence batch for transformer models, ...);
 * ``train_step(batch) -> (loss tensor, n_events)`` runs forward, backward and the
   optimiser update for one batch;
-* ``validate() -> dict`` (optional metrics, e.g. ``{"recall@20": ...}``);
 * ``state_dict()`` / ``load_state_dict()`` capture everything needed to continue
-  exactly (weights, optimiser and sampler state, RNG states).
+  exactly (weights, optimiser and sampler state, the task's random generator).
+
+Validation is a callable in :class:`LoopOptions` (``validate() -> {"recall@20": ...}``,
+built from :mod:`seqrec.evaluation` by :func:`seqrec.training.fit`); early stopping
+watches its ``monitor`` metric and restores the best epoch's state at the end.
 
 After every epoch the full training state is written atomically to
 ``checkpoint_dir/checkpoint`` (safetensors + JSON); ``resume=True`` continues after
@@ -28,10 +31,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from tqdm.auto import tqdm
 
 from seqrec.errors import ModelFileError
 from seqrec.persist import atomic_dir, load_tensors, save_tensors
+from seqrec.training.progress import Progress
 
 log = logging.getLogger("seqrec.training")
 
@@ -42,8 +45,6 @@ class TrainTask(Protocol):
     def batches(self, epoch: int) -> Iterable[Any]: ...
 
     def train_step(self, batch: Any) -> tuple[torch.Tensor, int]: ...
-
-    def validate(self) -> dict[str, float] | None: ...
 
     def state_dict(self) -> dict[str, torch.Tensor]: ...
 
@@ -70,9 +71,10 @@ class LoopOptions:
     resume: bool = False
     patience: int = 0  # early stopping after this many epochs without improvement (0 = off)
     monitor: str = "recall@20"  # validation metric to maximise for early stopping
-    progress: bool = True
+    progress: bool = True  # a bar on a terminal, else a plain line every minute at most
     desc: str = "train"
     on_epoch_end: Callable[[EpochResult], None] | None = None
+    validate: Callable[[], dict[str, float]] | None = None  # metrics after every epoch
 
 
 CHECKPOINT = "checkpoint"
@@ -116,14 +118,7 @@ def run_training(task: TrainTask, opts: LoopOptions) -> list[EpochResult]:
 
     for epoch in range(start_epoch, opts.n_epochs):
         total = task.n_events(epoch)
-        bar = tqdm(
-            total=total,
-            desc=f"{opts.desc} epoch {epoch + 1}/{opts.n_epochs}",
-            unit="ev",
-            disable=not opts.progress,
-            leave=False,
-            mininterval=0.5,
-        )
+        bar = Progress(total, f"{opts.desc} epoch {epoch + 1}/{opts.n_epochs}", opts.progress)
         t0 = time.perf_counter()
         loss_sum: torch.Tensor | float = 0.0
         n_ev = 0
@@ -134,13 +129,8 @@ def run_training(task: TrainTask, opts: LoopOptions) -> list[EpochResult]:
             n_ev += n
             pending += n
             if opts.progress and steps % 50 == 0:
-                el = time.perf_counter() - t0
-                bar.set_postfix(
-                    loss=f"{float(loss_sum) / max(n_ev, 1):.4f}", ev_s=f"{n_ev / el:,.0f}"
-                )
-                bar.update(pending)
+                bar.update(pending, float(loss_sum) / max(n_ev, 1))
                 pending = 0
-        bar.update(pending)
         bar.close()
         seconds = time.perf_counter() - t0
         mean_loss = float(loss_sum) / max(n_ev, 1)
@@ -149,7 +139,7 @@ def run_training(task: TrainTask, opts: LoopOptions) -> list[EpochResult]:
                 f"training diverged in epoch {epoch + 1} (loss {mean_loss}); "
                 "lower the learning rate"
             )
-        metrics = task.validate() or {}
+        metrics = (opts.validate() if opts.validate is not None else None) or {}
         res = EpochResult(
             epoch=epoch, loss=mean_loss, events=n_ev, seconds=seconds, metrics=metrics
         )

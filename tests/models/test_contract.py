@@ -1,7 +1,11 @@
-"""The contract every registered model passes (fit / score / recommend / save / load).
+"""The contract every registered model passes (fit / score / recommend / save / load),
+and a test of every capability a model declares (the protocols of models/base.py).
 
-A new model only needs an entry in CONFIGS (small, fast settings) to be covered.
+A new model is covered once it is in the registry and sets ``small_config`` (small,
+fast settings); no model is named here.
 """
+
+import json
 
 import numpy as np
 import pytest
@@ -12,20 +16,14 @@ from seqrec.data.idmap import ItemIndex
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError, ModelFileError
 from seqrec.models import MODELS, load_model
-from seqrec.models.base import is_recurrent
-
-CONFIGS = {
-    "pop": {},
-    "session-pop": {},
-    "gru4rec": {
-        "layers": [16],
-        "n_epochs": 2,
-        "batch_size": 4,
-        "n_sample": 8,
-        "sample_cache": 100,
-        "learning_rate": 0.1,
-    },
-}
+from seqrec.models.base import (
+    FORMAT_VERSION,
+    LinearReadout,
+    Recommender,
+    RecurrentScorer,
+    Scorer,
+    StateAdvancer,
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +36,14 @@ def log() -> SessionLog:
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
 def fitted(request, log):
-    name = request.param
-    assert name in CONFIGS, f"add a small config for model {name!r} to CONFIGS"
-    model = MODELS[name](CONFIGS[name])
+    cls = MODELS[request.param]
+    declared = any("small_config" in vars(c) for c in cls.__mro__ if c is not Recommender)
+    assert declared, f"set small_config (small, fast settings) on {cls.__name__}"
+    model = cls(cls.small_config)
     index = ItemIndex([f"i{k}" for k in range(30)])
-    kwargs = {"progress": False} if name == "gru4rec" else {}
-    return model.fit(log, item_index=index, **kwargs)
+    out = model.fit(log, item_index=index)
+    assert out is model
+    return model
 
 
 HISTORIES = [
@@ -105,6 +105,7 @@ def test_save_load_identical_scores(fitted, tmp_path):
     assert type(loaded) is type(fitted)
     assert loaded.item_index_ == fitted.item_index_
     assert loaded.config == fitted.config
+    assert loaded.training_keys == fitted.training_keys
     assert torch.equal(loaded.score(HISTORIES), fitted.score(HISTORIES))
     assert torch.equal(loaded.item_support_, fitted.item_support_)
 
@@ -135,7 +136,7 @@ def test_unknown_config_key_is_an_error(fitted):
 
 
 def test_recurrent_step_matches_score(fitted):
-    if not is_recurrent(fitted):
+    if not isinstance(fitted, RecurrentScorer):
         pytest.skip(f"{fitted.name} is not recurrent (no init_state/step)")
     histories = [h for h in HISTORIES if len(h)]
     for h in histories:
@@ -149,3 +150,87 @@ def test_recurrent_step_matches_score(fitted):
     state, s2 = fitted.step(state[:, :1], torch.tensor([2]))
     assert torch.allclose(s2[0], fitted.score([np.array([1, 2])])[0], atol=1e-5)
     assert torch.allclose(s1[1], fitted.score([np.array([5])])[0], atol=1e-5)
+
+
+def _stepped(model, history):
+    """The state and scores after stepping through ``history`` one item at a time."""
+    state = model.init_state(1)
+    for item in history:
+        state, scores = model.step(state, torch.tensor([int(item)]))
+    return state, scores
+
+
+def test_every_model_is_a_scorer(fitted):
+    assert isinstance(fitted, Scorer)
+
+
+def test_state_advancer_advances_like_step_and_encodes_like_stepping(fitted):
+    if not isinstance(fitted, StateAdvancer):
+        pytest.skip(f"{fitted.name} declares no advance / encode_histories")
+    assert isinstance(fitted, RecurrentScorer)
+    s0 = fitted.init_state(2)
+    items = torch.tensor([1, 5])
+    assert torch.equal(fitted.advance(s0, items), fitted.step(s0, items)[0])
+    histories = [h for h in HISTORIES if len(h)]
+    states, _ = fitted.encode_histories(histories)
+    for b, h in enumerate(histories):
+        state, _ = _stepped(fitted, h)
+        torch.testing.assert_close(states[b : b + 1].unsqueeze(0), state, atol=1e-5, rtol=1e-5)
+
+
+def test_linear_readout_gives_the_step_scores(fitted):
+    if not isinstance(fitted, LinearReadout):
+        pytest.skip(f"{fitted.name} declares no linear read-out")
+    assert isinstance(fitted, RecurrentScorer)
+    w, b = fitted.item_table()
+    assert w.shape[0] == fitted.n_items_ and b.shape == (fitted.n_items_,)
+    for h in [h for h in HISTORIES if len(h)]:
+        state, scores = _stepped(fitted, h)
+        q = fitted.query_from_state(state)
+        assert q.shape == (1, w.shape[1])
+        torch.testing.assert_close(fitted.scores_from_state(state), scores)
+        torch.testing.assert_close(q @ w.T + b, scores, atol=1e-5, rtol=1e-5)
+        if isinstance(fitted, StateAdvancer):
+            torch.testing.assert_close(fitted.encode_histories([h])[1], q, atol=1e-5, rtol=1e-5)
+
+
+def test_neural_training_is_seeded_and_recorded(fitted, log):
+    if fitted.family is None:
+        pytest.skip(f"{fitted.name} is not trained by seqrec.training")
+    before = torch.get_rng_state()
+    again = type(fitted)(fitted.small_config).fit(log, item_index=fitted.item_index_)
+    assert torch.equal(torch.get_rng_state(), before)  # no global seeding
+    assert torch.equal(again.score(HISTORIES), fitted.score(HISTORIES))
+    assert len(fitted.meta_["history"]) == fitted.training_keys["n_epochs"]
+
+
+def test_format_version_1_directories_still_load(fitted, tmp_path):
+    """Version 1 saved one flat config (model and training keys together)."""
+    path = fitted.save(tmp_path / "m")
+    info = json.loads((path / "config.json").read_text())
+    assert info["format_version"] == FORMAT_VERSION
+    info["config"] = {**info["config"], **info.pop("training")}
+    info["format_version"] = 1
+    (path / "config.json").write_text(json.dumps(info))
+    loaded = load_model(path)
+    assert loaded.config == fitted.config
+    assert loaded.training_keys == fitted.training_keys
+    assert torch.equal(loaded.score(HISTORIES), fitted.score(HISTORIES))
+
+
+def test_a_newer_format_version_is_a_one_line_error(fitted, tmp_path):
+    path = fitted.save(tmp_path / "m")
+    info = json.loads((path / "config.json").read_text())
+    info["format_version"] = FORMAT_VERSION + 1
+    (path / "config.json").write_text(json.dumps(info))
+    with pytest.raises(ModelFileError, match=f"format version {FORMAT_VERSION + 1}") as exc:
+        load_model(path)
+    assert "\n" not in str(exc.value)
+
+
+def test_unknown_key_error_lists_the_keys_of_every_owner(fitted):
+    with pytest.raises(ConfigError) as exc:
+        type(fitted)({"no_such_key": 1})
+    msg = str(exc.value)
+    for owner in type(fitted).config_owners():
+        assert f"{owner}: " in msg

@@ -9,6 +9,8 @@ from seqrec.data.idmap import ItemIndex
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError
 from seqrec.models.gru4rec import GRU4Rec
+from seqrec.training import fit as train_model
+from seqrec.training.dropout import train_dropout
 
 SMALL = {
     "layers": [16],
@@ -35,7 +37,7 @@ LOG = chain_log()
 
 
 def fit(cfg: dict, log: SessionLog = LOG, **kw) -> GRU4Rec:
-    return GRU4Rec({**SMALL, **cfg}).fit(log, progress=False, **kw)
+    return train_model(GRU4Rec({**SMALL, **cfg}), log, progress=False, **kw)
 
 
 OPTIONS = [
@@ -81,11 +83,10 @@ def test_learns_a_deterministic_pattern():
 def test_only_touched_item_rows_are_updated():
     index = ItemIndex(range(30))  # items 20..29 never occur and n_sample = 0
     model = GRU4Rec({**SMALL, "n_sample": 0, "n_epochs": 2})
-    torch.manual_seed(0)
     before = GRU4Rec({**SMALL, "n_sample": 0})
-    before._begin_fit(LOG, index)
-    before._build(30)
-    model.fit(LOG, item_index=index, progress=False)
+    before.begin_fit(LOG, index)
+    before.build_net(30, torch.device("cpu"), before.training_keys["seed"])
+    model.fit(LOG, item_index=index)
     assert torch.equal(model.net_.Wy.data[20:], before.net_.Wy.data[20:])
     assert torch.equal(model.net_.By.data[20:], before.net_.By.data[20:])
     assert not torch.equal(model.net_.Wy.data[:20], before.net_.Wy.data[:20])
@@ -107,7 +108,7 @@ def test_resume_after_kill_gives_identical_weights(tmp_path, monkeypatch, caplog
         monkeypatch.setattr("seqrec.training.sampling.spare_core", lambda threads=None: True)
     cfg = {"n_epochs": 3, "dropout_p_hidden": 0.3, "shuffle": True, "momentum": 0.3, **extra}
     cfg["sample_cache"] = 80  # several background cache refreshes per epoch
-    with caplog.at_level("DEBUG", logger="seqrec.models.gru4rec"):
+    with caplog.at_level("DEBUG", logger="seqrec.training.gru4rec_fast"):
         full = fit(cfg)
     step = "autograd" if extra.get("fast_step") is False else "fast"
     assert f"training step: {step}" in caplog.text
@@ -173,24 +174,24 @@ def test_step_rejects_items_outside_catalogue():
 
 @pytest.mark.parametrize("cell", ["gru", "rnn", "lstm"])
 def test_carry_dropout_carries_the_dropped_state(cell):
-    model = GRU4Rec({**SMALL, "cell": cell, "layers": [6, 6]})
-    model._begin_fit(LOG, None)
-    model._build(model.n_items_)
+    model = GRU4Rec({**SMALL, "cell": cell, "layers": [6, 6], "dropout_p_hidden": 0.5})
+    model.begin_fit(LOG, None)
+    model.build_net(model.n_items_, torch.device("cpu"), seed=0)
     net = model.net_
     per = 2 if cell == "lstm" else 1
     state = torch.randn(5, net.state_size)
     x = torch.randn(5, 6)
     torch.manual_seed(0)
-    new, out = net.recur(state, x, 0.0, 0.5, True)
+    new, out = net.recur(state, x, train_dropout)
     h_last = new[:, per * 6 : per * 6 + 6]
     assert torch.equal(h_last, out)  # the dropped-out output is what is carried
     assert (out == 0).any()
     net.carry_dropout = False
     torch.manual_seed(0)
-    new2, out2 = net.recur(state, x, 0.0, 0.5, True)
+    new2, out2 = net.recur(state, x, train_dropout)
     assert torch.equal(out2, out)
     assert not (new2[:, per * 6 : per * 6 + 6] == 0).any()
-    new3, out3 = net.recur(state, x, 0.0, 0.5, False)  # inference: no dropout at all
+    new3, out3 = net.recur(state, x)  # inference: no dropout at all
     assert torch.equal(new3[:, per * 6 : per * 6 + 6], out3)
 
 

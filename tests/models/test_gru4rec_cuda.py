@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 @pytest.mark.parametrize("cfg", OPTIONS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
 def test_every_option_trains_on_cuda_and_steps_match_scores(cfg):
-    model = GRU4Rec({**SMALL, **cfg, "device": "cuda"}).fit(LOG, progress=False)
+    model = GRU4Rec({**SMALL, **cfg, "device": "cuda"}).fit(LOG)
     assert model.device_.type == "cuda"
     hist = [int(i) for i in LOG.session(3)]
     state = model.init_state(1)
@@ -28,7 +28,7 @@ def test_every_option_trains_on_cuda_and_steps_match_scores(cfg):
 
 
 def test_cuda_model_saved_and_loaded_on_cpu_scores_the_same(tmp_path):
-    model = GRU4Rec({**SMALL, "device": "cuda", "n_epochs": 2}).fit(LOG, progress=False)
+    model = GRU4Rec({**SMALL, "device": "cuda", "n_epochs": 2}).fit(LOG)
     model.save(tmp_path / "m")
     cpu = load_model(tmp_path / "m", device="cpu")
     hists = [[int(i) for i in LOG.session(s)] for s in range(5)]

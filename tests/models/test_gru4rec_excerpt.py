@@ -23,7 +23,7 @@ def excerpt_data(excerpt):
 @pytest.mark.parametrize("cfg", OPTIONS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
 def test_every_option_trains_one_epoch_on_the_excerpt(excerpt_data, cfg):
     train, test = excerpt_data
-    model = GRU4Rec({**BASE, **cfg}).fit(train.train, item_index=train.item_index, progress=False)
+    model = GRU4Rec({**BASE, **cfg}).fit(train.train, item_index=train.item_index)
     assert len(model.history_) == 1 and math.isfinite(model.history_[0].loss)
     res = evaluate(model, test, protocol="next-item", ks=(20,))
     assert res["n_queries"] > 500

@@ -45,8 +45,7 @@ def _fit(cls: type, config: dict, sessions: list[list[str]], out: Path) -> Path:
     index = ItemIndex(sorted({x for s in sessions for x in s}))
     log = SessionLog.from_sequences([index.encode(s) for s in sessions])
     model = cls(config)
-    kwargs = {"progress": False} if cls is GRU4Rec else {}
-    model.fit(log, item_index=index, **kwargs)
+    model.fit(log, item_index=index)
     model.save(out)
     return out
 

@@ -54,8 +54,8 @@ def test_shadow_operands_change_nothing(case):
 
 
 def test_bfloat16_fit_learns_like_float32_and_scores_in_float32():
-    a = GRU4Rec({**BASE, "n_epochs": 4}).fit(LOG, progress=False)
-    b = GRU4Rec({**BASE, "n_epochs": 4, **BF16}).fit(LOG, progress=False)
+    a = GRU4Rec({**BASE, "n_epochs": 4}).fit(LOG)
+    b = GRU4Rec({**BASE, "n_epochs": 4, **BF16}).fit(LOG)
     for h1, h2 in zip(a.history_, b.history_, strict=True):
         assert h2.loss == pytest.approx(h1.loss, rel=3e-2)
     assert b.history_[-1].loss < b.history_[0].loss
@@ -68,7 +68,7 @@ def test_bfloat16_fit_learns_like_float32_and_scores_in_float32():
 
 
 def test_matmul_precision_is_validated():
-    assert GRU4Rec({}).config.matmul_precision == "float32"
+    assert GRU4Rec({}).training_keys["matmul_precision"] == "float32"
     with pytest.raises(ConfigError, match="matmul_precision"):
         GRU4Rec({"matmul_precision": "float16"})
     with pytest.raises(ConfigError, match="fast step"):
@@ -78,8 +78,8 @@ def test_matmul_precision_is_validated():
 
 
 def test_bfloat16_model_saves_and_loads(tmp_path):
-    m = GRU4Rec({**BASE, "n_epochs": 1, **BF16}).fit(LOG, progress=False)
+    m = GRU4Rec({**BASE, "n_epochs": 1, **BF16}).fit(LOG)
     m.save(tmp_path / "m")
     back = type(m).load(tmp_path / "m")
-    assert back.config.matmul_precision == "bfloat16"
+    assert back.training_keys["matmul_precision"] == "bfloat16"
     torch.testing.assert_close(back.score([[1, 2]]), m.score([[1, 2]]), rtol=0, atol=0)

@@ -1,4 +1,4 @@
-"""GRU4Rec's fast training step (seqrec.models.gru4rec_step) against the autograd step.
+"""GRU4Rec's fast training step (seqrec.training.gru4rec_fast) against the autograd step.
 
 * ``exact=True`` (manual backward with the kernels autograd uses, loss through autograd
   on the score matrix, ``index_select_backward`` row gradients) must be the autograd
@@ -19,10 +19,13 @@ import torch
 
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError
-from seqrec.models.gru4rec import GRU4Rec, _Task
+from seqrec.models.gru4rec import GRU4Rec
+from seqrec.training import build_task as prepare
 from seqrec.training import kernels as fused
+from seqrec.training.dropout import train_dropout
 from seqrec.training.gru4rec_fast import FastStep, bpr_max_and_grad, cross_entropy_and_grad
 from seqrec.training.losses import bpr_max, cross_entropy
+from seqrec.training.session_parallel import SessionParallelTask
 
 # 14 sessions over items 0..11 (literal): with batch 4 the last steps of an epoch have
 # idle slots, items repeat inside a batch and across targets/inputs
@@ -97,15 +100,12 @@ def kernels(request, monkeypatch):
     fused._reset()
 
 
-def build_task(cfg: dict) -> tuple[GRU4Rec, _Task]:
+def build_task(cfg: dict) -> tuple[GRU4Rec, SessionParallelTask]:
     model = GRU4Rec({**BASE, **cfg})
-    model._begin_fit(LOG, None)
-    torch.manual_seed(model.config.seed)
-    model._build(model.n_items_)
-    return model, _Task(model, LOG, None)
+    return model, prepare(model, LOG)
 
 
-def make_task(cfg: dict, step: str) -> tuple[GRU4Rec, _Task]:
+def make_task(cfg: dict, step: str) -> tuple[GRU4Rec, SessionParallelTask]:
     """step: 'autograd' | 'exact' | 'fast' | 'no-shadows' (bfloat16 operands converted
     every step instead of read from the optimiser's shadows)."""
     model, task = build_task({**cfg, "fast_step": step != "autograd"})
@@ -122,8 +122,7 @@ def make_task(cfg: dict, step: str) -> tuple[GRU4Rec, _Task]:
 
 def train(cfg: dict, step: str, epochs: int = 2):
     """Whole epochs; returns (losses, weights, optimiser state, carried state, events)."""
-    model, task = make_task(cfg, step)
-    torch.manual_seed(123)  # the dropout RNG
+    model, task = make_task(cfg, step)  # dropout noise: the task's generator (seed 3)
     losses, events = [], 0
     for epoch in range(epochs):
         for batch in task.batches(epoch):
@@ -233,7 +232,7 @@ def test_bpr_max_closed_form_two_candidates():
 
 
 def test_fast_step_is_the_default_and_falls_back_for_other_cells(caplog):
-    with caplog.at_level(logging.DEBUG, logger="seqrec.models.gru4rec"):
+    with caplog.at_level(logging.DEBUG, logger="seqrec.training.gru4rec_fast"):
         _, task = make_task({}, "fast")
         assert isinstance(task.fast_step, FastStep)
         assert "training step: fast" in caplog.text
@@ -249,24 +248,22 @@ def test_fast_step_is_the_default_and_falls_back_for_other_cells(caplog):
 
 
 def test_fast_step_config_key_is_validated():
-    assert GRU4Rec({}).config.fast_step is True
-    assert GRU4Rec({"fast_step": False}).config.fast_step is False
+    assert GRU4Rec({}).training_keys["fast_step"] is True
+    assert GRU4Rec({"fast_step": False}).training_keys["fast_step"] is False
     with pytest.raises(ConfigError, match="fast_step"):
         GRU4Rec({"fast_step": "yes"})
 
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_fit_with_either_step_learns_the_same(fast):
-    a = GRU4Rec({**BASE, "n_epochs": 3, "fast_step": fast}).fit(LOG, progress=False)
-    b = GRU4Rec({**BASE, "n_epochs": 3, "fast_step": not fast}).fit(LOG, progress=False)
+    a = GRU4Rec({**BASE, "n_epochs": 3, "fast_step": fast}).fit(LOG)
+    b = GRU4Rec({**BASE, "n_epochs": 3, "fast_step": not fast}).fit(LOG)
     for h1, h2 in zip(a.history_, b.history_, strict=True):
         assert h1.loss == pytest.approx(h2.loss, rel=1e-4)
     torch.testing.assert_close(a.net_.Wy, b.net_.Wy, rtol=1e-4, atol=1e-5)
 
 
 def test_train_dropout_noise_is_seeded_by_torch():
-    from seqrec.models.gru4rec import train_dropout
-
     x = torch.randn(64, 32)
     torch.manual_seed(0)
     o1, n1 = train_dropout(x, 0.3)
@@ -280,8 +277,6 @@ def test_train_dropout_noise_is_seeded_by_torch():
 
 
 def test_train_dropout_without_kernels_is_f_dropout(monkeypatch):
-    from seqrec.models.gru4rec import train_dropout
-
     monkeypatch.setenv(fused.ENV_SWITCH, "0")
     fused._reset()
     try:

@@ -1,0 +1,41 @@
+"""Model registry: a plain dict from model name to class (the CLI and loaders use it;
+evaluation and serving never import it at module level)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from seqrec.errors import ConfigError, ModelFileError
+from seqrec.models.base import Recommender
+from seqrec.models.gru4rec import GRU4Rec
+from seqrec.models.pop import Pop, SessionPop
+from seqrec.persist import read_json
+
+MODELS: dict[str, type[Recommender]] = {
+    Pop.name: Pop,
+    SessionPop.name: SessionPop,
+    GRU4Rec.name: GRU4Rec,
+}
+
+
+def get_model_class(name: str) -> type[Recommender]:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}"
+        ) from None
+
+
+def load_model(path: str | Path, device: str | None = None) -> Recommender:
+    """Load any seqrec model directory, dispatching on the name in its config.json."""
+    p = Path(path)
+    if not p.is_dir():
+        raise ModelFileError(f"{p}: model directory not found")
+    name = read_json(p / "config.json").get("model")
+    if name not in MODELS:
+        raise ModelFileError(f"{p}: unknown model type {name!r}")
+    return MODELS[name].load(p, device=device)
+
+
+__all__ = ["MODELS", "get_model_class", "load_model"]

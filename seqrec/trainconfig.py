@@ -1,0 +1,123 @@
+"""The keys of how a model learns: training, loss and sampler configs.
+
+Plain frozen dataclasses (no torch): a model's constructor routes the flat keys it is
+given (``GRU4Rec(layers=[100], loss="bpr-max", n_epochs=3)``, a TOML file, ``--set``)
+to their owners and validates them here, without importing :mod:`seqrec.training`,
+which reads them when it trains. A neural model's class lists its own defaults
+(``training_defaults``); the dataclass defaults below apply to keys it leaves out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from seqrec.config import build_config, config_to_dict, route_keys
+from seqrec.errors import ConfigError
+
+__all__ = [
+    "OWNERS",
+    "LossConfig",
+    "SamplerConfig",
+    "TrainConfig",
+    "split_training",
+    "training_dict",
+]
+
+
+def _bad(msg: str) -> None:
+    raise ConfigError(msg)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    n_epochs: int = 10
+    batch_size: int = 64
+    shuffle: bool = False  # shuffle session order every epoch (default: time order)
+    optimizer: Literal["adagrad", "adam"] = "adagrad"  # row-sparse on the item tables
+    learning_rate: float = 0.05
+    momentum: float = 0.0  # Adagrad momentum
+    patience: int = 0  # early stopping on valid recall@20 (0 = off)
+    eval_batch_size: int = 512  # batch of the validation after every epoch
+    seed: int = 42  # initial weights, dropout noise, negatives, shuffling
+    device: str = "cpu"  # cpu | cuda | cuda:N | auto
+    # intra-op CPU threads of the training steps: 0 = leave torch's setting, N = N
+    # while training (restored afterwards), "auto" = seqrec.training.threads' policy
+    threads: int | Literal["auto"] = 0
+    # opt-in process tuning (lasts for the process): keep freed memory in the heap
+    malloc_tuning: bool = False
+    # true: an accelerated step when the model has one that supports the config (GRU4Rec:
+    # seqrec.training.gru4rec_fast, cell gru); false: the autograd reference step. The
+    # two give the same results up to float rounding.
+    fast_step: bool = True
+    # dtype of the fast step's matrix products: "float32" or "bfloat16" (operands rounded
+    # to bfloat16, accumulated in float32; weights, optimiser state, loss and evaluation
+    # stay float32). ~2.4x the matmul rate on CPUs with AVX512-BF16/AMX and on GPUs.
+    matmul_precision: Literal["float32", "bfloat16"] = "float32"
+
+    def validate(self) -> None:
+        if self.learning_rate <= 0:
+            _bad("learning_rate must be > 0")
+        if not 0.0 <= self.momentum < 1.0:
+            _bad("momentum must be in [0, 1)")
+        if self.n_epochs < 0:
+            _bad("n_epochs must be >= 0")
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            _bad("batch_size and eval_batch_size must be >= 1")
+        if self.patience < 0:
+            _bad("patience must be >= 0")
+        if isinstance(self.threads, int) and self.threads < 0:
+            _bad('threads must be >= 0 or "auto" (0 = leave torch\'s setting)')
+        if self.matmul_precision == "bfloat16" and not self.fast_step:
+            _bad("matmul_precision = bfloat16 needs the fast step (fast_step = true, cell gru)")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    loss: Literal["cross-entropy", "bpr-max", "top1-max", "bpr", "top1"] = "cross-entropy"
+    bpreg: float = 1.0  # score regularisation of bpr-max
+    elu_param: float = 0.0  # >0: ELU(alpha) on scores before the loss (bpr-max setups)
+    logq: float = 0.0  # logQ correction strength for cross-entropy
+    mask_false_negatives: bool = False  # ignore negatives that equal the row's own target
+
+    def validate(self) -> None:
+        if self.elu_param < 0 or self.bpreg < 0 or self.logq < 0:
+            _bad("elu_param, bpreg and logq must be >= 0")
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    n_sample: int = 2048  # shared extra negatives per mini-batch (0 = in-batch only)
+    sample_alpha: float = 0.5  # negatives ~ support^alpha (0 uniform, 1 popularity)
+    sample_cache: int = 10_000_000  # draws pre-computed at a time
+
+    def validate(self) -> None:
+        if self.n_sample < 0:
+            _bad("n_sample must be >= 0")
+        if self.sample_alpha < 0:
+            _bad("sample_alpha must be >= 0")
+        if self.sample_cache < 1:
+            _bad("sample_cache must be >= 1")
+
+
+OWNERS: dict[str, type] = {"training": TrainConfig, "loss": LossConfig, "sampler": SamplerConfig}
+
+
+def split_training(keys: Mapping[str, Any]) -> tuple[TrainConfig, LossConfig, SamplerConfig]:
+    """Build the three configs from flat training keys (each validated; unknown keys and
+    model keys are errors)."""
+    parts = route_keys(keys, OWNERS, "training")
+    return (
+        build_config(TrainConfig, parts["training"]),
+        build_config(LossConfig, parts["loss"]),
+        build_config(SamplerConfig, parts["sampler"]),
+    )
+
+
+def training_dict(*configs: Any) -> dict[str, Any]:
+    """The flat keys of built configs (what a saved model records under "training")."""
+    out: dict[str, Any] = {}
+    for cfg in configs:
+        out.update(config_to_dict(cfg))
+    return out

@@ -41,8 +41,7 @@ from seqrec.data.samples import Samples
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError, ModelFileError
 from seqrec.persist import atomic_dir, load_tensors, read_json, save_tensors, write_json
-from seqrec.trainconfig import OWNERS as TRAINING_OWNERS
-from seqrec.trainconfig import split_training
+from seqrec.trainconfig import training_configs, training_owners
 
 SUPPORT_KEY = "__item_support__"  # training event count per item, saved with every model
 FORMAT_VERSION = 2  # 1: one flat config; 2: "config" (model keys) + "training" (the rest)
@@ -145,7 +144,7 @@ class Recommender:
             keys = {**self.training_defaults, **given}
             self.training_keys = {
                 k: list(v) if isinstance(v, tuple) else v
-                for c in split_training(keys)
+                for c in training_configs(keys, self.family)
                 for k, v in config_to_dict(c).items()
             }
             self._check_training(self.training_keys)
@@ -161,7 +160,7 @@ class Recommender:
         """The config dataclass of every owner of this model's flat keys."""
         owners: dict[str, type] = {"model": cls.Config}
         if cls.family is not None:
-            owners.update(TRAINING_OWNERS)
+            owners.update(training_owners(cls.family))
         return owners
 
     # ------------------------------------------------------------------ API

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from seqrec.errors import ConfigError, ModelFileError
 from seqrec.models.base import Recommender
+from seqrec.models.fpmc import FPMC
 from seqrec.models.gru4rec import GRU4Rec
 from seqrec.models.pop import Pop, SessionPop
 from seqrec.persist import read_json
@@ -15,6 +16,7 @@ MODELS: dict[str, type[Recommender]] = {
     Pop.name: Pop,
     SessionPop.name: SessionPop,
     GRU4Rec.name: GRU4Rec,
+    FPMC.name: FPMC,
 }
 
 

@@ -38,7 +38,7 @@ so the process's random stream is left as it was and a resumed run is exact.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -48,11 +48,14 @@ from torch import Tensor, nn
 
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError
+from seqrec.models.base import Recommender
+from seqrec.trainconfig import LossConfig, SamplerConfig, SequenceConfig, TrainConfig
 from seqrec.training.losses import get_target_loss
 from seqrec.training.sampling import PopularitySampler, in_batch_candidates, uniform_negatives
 from seqrec.training.sequences import LAYOUTS, EpochPlan, SequenceBatcher
+from seqrec.training.threads import resolve_threads
 
-__all__ = ["NEGATIVES", "SequenceNet", "SequenceOptions", "SequenceTask"]
+__all__ = ["NEGATIVES", "SequenceNet", "SequenceOptions", "SequenceTask", "sequence_task"]
 
 NEGATIVES: tuple[str, ...] = ("full", "uniform", "popularity", "in-batch")
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "adagrad", "sgd")
@@ -98,6 +101,9 @@ class SequenceOptions:
     logq: float = 0.0  # logQ correction strength of the cross-entropy
     bpreg: float = 1.0  # bpr-max score regularisation
     gbce_t: float = 0.0  # gbce calibration t in [0, 1]
+    elu_param: float = 0.0  # > 0: ELU(alpha) on the scores before the loss
+    mask_hits: bool = True  # popularity: mask shared negatives equal to a row's positive
+    threads: int | Literal["auto"] = 0  # intra-op CPU threads while training (0: leave)
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
@@ -119,8 +125,8 @@ class SequenceOptions:
             raise ConfigError("learning_rate must be > 0 and weight_decay >= 0")
         if self.n_neg < 0 or (self.negatives in ("uniform", "popularity") and self.n_neg < 1):
             raise ConfigError(f"n_neg must be >= 1 with {self.negatives} negatives")
-        if self.sample_alpha < 0 or self.logq < 0 or self.bpreg < 0:
-            raise ConfigError("sample_alpha, logq and bpreg must be >= 0")
+        if min(self.sample_alpha, self.logq, self.bpreg, self.elu_param) < 0:
+            raise ConfigError("sample_alpha, logq, bpreg and elu_param must be >= 0")
         if not 0.0 <= self.gbce_t <= 1.0:
             raise ConfigError(f"gbce_t must be in [0, 1], got {self.gbce_t}")
 
@@ -143,7 +149,6 @@ class SequenceTask:
         train: the training sessions (dense item ids, no unknown items).
         n_items: catalogue size.
         options: batching, negatives, loss and optimiser settings.
-        validate: called after every epoch; returns metrics (e.g. ``recall@20``).
     """
 
     def __init__(
@@ -152,10 +157,8 @@ class SequenceTask:
         train: SessionLog,
         n_items: int,
         options: SequenceOptions,
-        validate: Callable[[], dict[str, float]] | None = None,
     ) -> None:
         self.net, self.n_items, self.o = net, int(n_items), options
-        self._validate = validate
         self.device = next(net.parameters()).device
         o = options
         self.batcher = SequenceBatcher(
@@ -196,6 +199,8 @@ class SequenceTask:
         seed = int(torch.randint(0, 2**62, (), generator=self.generator, device=self.device))
         # dropout draws from torch's default generator of the device: seeded from ours
         # for this epoch, the process's stream restored afterwards
+        threads = 0 if cuda else resolve_threads(self.o.threads, self.o.batch_size * self.o.max_len)
+        previous = torch.get_num_threads()
         with torch.random.fork_rng(devices=[self.device] if cuda else []):
             if cuda:
                 with torch.cuda.device(self.device):
@@ -203,6 +208,8 @@ class SequenceTask:
             else:
                 torch.default_generator.manual_seed(seed)
             self.net.train()
+            if threads and threads != previous:
+                torch.set_num_threads(threads)
             try:
                 for inputs, targets in self.batcher.batches(epoch, self.o.batch_size, plan):
                     yield (
@@ -211,6 +218,8 @@ class SequenceTask:
                     )
             finally:
                 self.net.eval()
+                if torch.get_num_threads() != previous:
+                    torch.set_num_threads(previous)
 
     def train_step(self, batch: Batch) -> tuple[Tensor, int]:
         inputs, targets = batch  # (B, T), (B, T)
@@ -220,6 +229,8 @@ class SequenceTask:
         h = hidden[sel]  # (N, d)
         tgt = targets[sel]  # (N,)
         scores, column, mask, log_q = self._scores(h, tgt, inputs, targets, sel)
+        if o.elu_param > 0:
+            scores = torch.nn.functional.elu(scores, alpha=o.elu_param)
         loss = self.loss_fn(
             scores, column, mask=mask, log_q=log_q, logq=o.logq, bpreg=o.bpreg,
             gbce_t=o.gbce_t, n_items=self.n_items,
@@ -252,10 +263,10 @@ class SequenceTask:
             scores = torch.cat(
                 [net.item_scores(h, tgt[:, None]), net.item_scores(h, neg)], dim=1
             )  # (N, 1 + S)
-            mask = torch.cat(
-                [torch.zeros_like(tgt, dtype=torch.bool)[:, None], neg[None, :] == tgt[:, None]],
-                dim=1,
-            )  # (N, 1 + S): accidental hits
+            mask = None
+            if o.mask_hits:  # (N, 1 + S): accidental hits
+                hits = neg[None, :] == tgt[:, None]  # (N, S)
+                mask = torch.cat([torch.zeros_like(hits[:, :1]), hits], dim=1)
             log_q = torch.cat(
                 [self.log_q[tgt][:, None], self.log_q[neg][None, :].expand(n, -1)], dim=1
             )
@@ -263,9 +274,6 @@ class SequenceTask:
         extra = self.sampler.sample() if self.sampler is not None else None
         cand, column = in_batch_candidates(tgt, extra)  # (C,), (N,)
         return net.item_scores(h, cand), column, None, self.log_q[cand]
-
-    def validate(self) -> dict[str, float] | None:
-        return self._validate() if self._validate is not None else None
 
     def state_dict(self) -> dict[str, Tensor]:
         out = {f"net.{k}": v.detach().clone() for k, v in self.net.state_dict().items()}
@@ -293,3 +301,36 @@ class SequenceTask:
         if self.sampler is not None:
             self.sampler.load_state_dict(part("sampler."))
         self._plan = None
+
+
+def sequence_task(
+    model: Recommender,
+    train: SessionLog,
+    cfg: TrainConfig,
+    loss_cfg: LossConfig,
+    sampler_cfg: SamplerConfig,
+) -> SequenceTask:
+    """The task of a model of the ``"sequences"`` family (``seqrec.training.FAMILIES``):
+    its ``net_`` trained with its training keys (the family's own keys,
+    :class:`~seqrec.trainconfig.SequenceConfig`, are read from ``model.training_keys``)."""
+    keys = model.training_keys
+    seq = {f: keys[f] for f in SequenceConfig.__dataclass_fields__}
+    options = SequenceOptions(
+        **seq,
+        batch_size=cfg.batch_size,
+        shuffle=cfg.shuffle,
+        optimizer=cfg.optimizer,
+        learning_rate=cfg.learning_rate,
+        seed=cfg.seed,
+        threads=cfg.threads,
+        loss=loss_cfg.loss,
+        logq=loss_cfg.logq,
+        bpreg=loss_cfg.bpreg,
+        gbce_t=loss_cfg.gbce_t,
+        elu_param=loss_cfg.elu_param,
+        mask_hits=loss_cfg.mask_false_negatives,
+        n_neg=sampler_cfg.n_sample,
+        sample_alpha=sampler_cfg.sample_alpha,
+        sample_cache=sampler_cfg.sample_cache,
+    )
+    return SequenceTask(model.net_, train, model.n_items_, options)  # type: ignore[attr-defined]

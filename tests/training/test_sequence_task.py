@@ -138,15 +138,16 @@ def test_deterministic_and_leaves_the_global_stream_alone() -> None:
     assert not torch.equal(c.net.out, a.net.out)  # another seed, another model
 
 
-def test_validate_is_called_after_every_epoch() -> None:
+def test_validation_sees_eval_mode_after_every_epoch() -> None:
     calls: list[int] = []
 
     def validate() -> dict[str, float]:
         calls.append(1)
+        assert not task.net.training  # the epoch's batches left the net in eval mode
         return {"recall@20": 0.5}
 
-    task = SequenceTask(_net(), chain_log(), N_ITEMS, SequenceOptions(), validate=validate)
-    hist = run_training(task, LoopOptions(n_epochs=2, progress=False))
+    task = SequenceTask(_net(), chain_log(), N_ITEMS, SequenceOptions())
+    hist = run_training(task, LoopOptions(n_epochs=2, progress=False, validate=validate))
     assert len(calls) == 2 and hist[-1].metrics == {"recall@20": 0.5}
     assert not task.net.training  # left in eval mode after each epoch
 

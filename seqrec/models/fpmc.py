@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from seqrec.errors import ConfigError
 from seqrec.models.base import Histories, Recommender
@@ -44,6 +45,7 @@ class FPMCNet(nn.Module):
 
     def __init__(self, n_items: int, cfg: FPMCConfig, seed: int) -> None:
         super().__init__()
+        self.row_params = ["V_LI", "V_IL"]  # sparse gradients: updated row by row
         gen = torch.Generator().manual_seed(seed)
         k, self.n_items, self.window = cfg.factors, n_items, cfg.window
         self.V_LI = nn.Parameter(torch.randn(n_items + 2, k, generator=gen) * cfg.init_std)
@@ -53,7 +55,7 @@ class FPMCNet(nn.Module):
         """(B, T) padded histories -> (B, T, k): at column t, the mean of V_LI over the
         last ``window`` items up to t (zeros where there is none)."""
         valid = (seqs >= 0).unsqueeze(-1).to(self.V_LI.dtype)  # (B, T, 1)
-        x = self.V_LI[embedding_ids(seqs, self.n_items)] * valid  # (B, T, k)
+        x = F.embedding(embedding_ids(seqs, self.n_items), self.V_LI, sparse=True) * valid
         if self.window == 1:
             return x
         w = self.window  # sums over the last w columns from cumulative sums
@@ -66,9 +68,8 @@ class FPMCNet(nn.Module):
         """(N, k) -> (N, n_items) | (N, C) for items (C,) | (N, K) for items (N, K)."""
         if items is None:
             return hidden @ self.V_IL.t()
-        if items.dim() == 1:
-            return hidden @ self.V_IL[items].t()
-        return torch.einsum("nk,nck->nc", hidden, self.V_IL[items])
+        w = F.embedding(items, self.V_IL, sparse=True)  # (C, k) | (N, K, k)
+        return hidden @ w.t() if items.dim() == 1 else torch.einsum("nk,nck->nc", hidden, w)
 
 
 class FPMC(Recommender):

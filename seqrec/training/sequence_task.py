@@ -26,7 +26,13 @@ that have a target, scores them against the candidates of ``negatives``
 and applies the loss named by ``loss`` (:data:`~seqrec.training.losses.TARGET_LOSSES`;
 with ``logq`` > 0 the cross-entropy subtracts ``logq * log Q`` of each candidate: the
 sampled softmax with logQ correction). The model never sees which loss it is trained
-with. Parameters are updated by a ``torch.optim`` optimiser (Adam by default).
+with. Dense parameters are updated by ``torch.optim`` (Adam, or Adagrad); the item
+tables a network lists in ``row_params`` (optional) by the row-sparse
+:class:`~seqrec.training.optim.RowAdam` / :class:`~seqrec.training.optim.AdagradM`,
+which touch only the rows of a sparse gradient (``nn.functional.embedding(...,
+sparse=True)``): a step then costs the batch's rows, not the catalogue's (FPMC on
+Diginetica's 43k items, batch 256, one thread: 39 ms per step with dense Adam on the
+two tables, 1.5 ms row-sparse).
 
 Randomness comes from generators the task owns: the batch order and masks from numpy
 Generators seeded by ``(seed, epoch)`` (see :mod:`seqrec.training.sequences`); the
@@ -51,6 +57,7 @@ from seqrec.errors import ConfigError
 from seqrec.models.base import Recommender
 from seqrec.trainconfig import LossConfig, SamplerConfig, SequenceConfig, TrainConfig
 from seqrec.training.losses import get_target_loss
+from seqrec.training.optim import AdagradM, RowAdam, RowOptimizer
 from seqrec.training.sampling import PopularitySampler, in_batch_candidates, uniform_negatives
 from seqrec.training.sequences import LAYOUTS, EpochPlan, SequenceBatcher
 from seqrec.training.threads import resolve_threads
@@ -58,7 +65,7 @@ from seqrec.training.threads import resolve_threads
 __all__ = ["NEGATIVES", "SequenceNet", "SequenceOptions", "SequenceTask", "sequence_task"]
 
 NEGATIVES: tuple[str, ...] = ("full", "uniform", "popularity", "in-batch")
-OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "adagrad", "sgd")
+OPTIMIZERS: tuple[str, ...] = ("adam", "adagrad")
 
 Batch = tuple[Tensor, Tensor]  # inputs (B, T), targets (B, T); int64, PAD = -1
 
@@ -74,6 +81,8 @@ class SequenceNet(Protocol):
         """(N, d) -> (N, n_items) | (N, C) for items (C,) | (N, K) for items (N, K)."""
         ...
 
+    # optional: ``row_params: list[str]``, item tables updated row-sparsely
+
     def parameters(self) -> Iterator[nn.Parameter]: ...
 
     def train(self, mode: bool = True) -> Any: ...
@@ -88,8 +97,9 @@ class SequenceOptions:
     mask_prob: float = 0.2  # masked layout: masking probability
     batch_size: int = 128  # sessions (causal, masked) or prefixes (last) per batch
     shuffle: bool = True  # shuffle the samples every epoch
-    optimizer: Literal["adam", "adamw", "adagrad", "sgd"] = "adam"
+    optimizer: Literal["adam", "adagrad"] = "adam"
     learning_rate: float = 1e-3
+    momentum: float = 0.0  # adagrad: momentum of the row-sparse item-table updates
     weight_decay: float = 0.0
     seed: int = 42
     loss: str = "cross-entropy"  # a name in TARGET_LOSSES
@@ -131,14 +141,25 @@ class SequenceOptions:
             raise ConfigError(f"gbce_t must be in [0, 1], got {self.gbce_t}")
 
 
-def _optimizer(params: list[nn.Parameter], o: SequenceOptions) -> torch.optim.Optimizer:
-    if o.optimizer == "adam":
-        return torch.optim.Adam(params, lr=o.learning_rate, weight_decay=o.weight_decay)
-    if o.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=o.learning_rate, weight_decay=o.weight_decay)
-    if o.optimizer == "adagrad":
-        return torch.optim.Adagrad(params, lr=o.learning_rate, weight_decay=o.weight_decay)
-    return torch.optim.SGD(params, lr=o.learning_rate, weight_decay=o.weight_decay)
+def _optimizers(
+    net: nn.Module, o: SequenceOptions
+) -> tuple[torch.optim.Optimizer | None, RowOptimizer | None, list[str]]:
+    """torch.optim for the dense parameters, a row-sparse optimiser for the item tables
+    the net names in ``row_params`` (their names)."""
+    params = dict(net.named_parameters())
+    row_names = [n for n in getattr(net, "row_params", []) if n in params]
+    dense = [p for n, p in params.items() if n not in row_names]
+    lr, wd = o.learning_rate, o.weight_decay
+    opt: torch.optim.Optimizer | None = None
+    if dense and o.optimizer == "adam":
+        opt = torch.optim.Adam(dense, lr=lr, weight_decay=wd)
+    elif dense:
+        opt = torch.optim.Adagrad(dense, lr=lr, weight_decay=wd)
+    rows = {n: params[n] for n in row_names}
+    row_opt: RowOptimizer | None = None
+    if rows:
+        row_opt = RowAdam(rows, lr) if o.optimizer == "adam" else AdagradM(rows, lr, o.momentum)
+    return opt, row_opt, row_names
 
 
 class SequenceTask:
@@ -165,7 +186,7 @@ class SequenceTask:
             train, o.max_len, o.layout, mask_prob=o.mask_prob, seed=o.seed, shuffle=o.shuffle
         )
         self.loss_fn = get_target_loss(o.loss)
-        self.opt = _optimizer(list(net.parameters()), o)
+        self.opt, self.row_opt, self.row_names = _optimizers(net, o)
         self.generator = torch.Generator(device=self.device).manual_seed(o.seed)
         counts = train.item_counts(self.n_items).astype(np.float64)
         self.sampler: PopularitySampler | None = None
@@ -235,9 +256,13 @@ class SequenceTask:
             scores, column, mask=mask, log_q=log_q, logq=o.logq, bpreg=o.bpreg,
             gbce_t=o.gbce_t, n_items=self.n_items,
         )  # fmt: skip
-        self.opt.zero_grad(set_to_none=True)
+        for p in self.net.parameters():
+            p.grad = None
         loss.backward()
-        self.opt.step()
+        if self.opt is not None:
+            self.opt.step()
+        if self.row_opt is not None:
+            self._step_rows(self.row_opt)
         return loss.detach(), int(tgt.shape[0])
 
     def _scores(
@@ -275,11 +300,37 @@ class SequenceTask:
         cand, column = in_batch_candidates(tgt, extra)  # (C,), (N,)
         return net.item_scores(h, cand), column, None, self.log_q[cand]
 
+    def _step_rows(self, opt: RowOptimizer) -> None:
+        """Row-sparse update of the item tables: only the rows a sparse gradient touches
+        (``nn.functional.embedding(..., sparse=True)`` in the net), else the whole table."""
+        opt.tick()
+        wd = self.o.weight_decay
+        with torch.no_grad():
+            for name in self.row_names:
+                p = opt.params[name]
+                g = p.grad
+                if g is None:
+                    continue
+                if g.is_sparse:
+                    g = g.coalesce()
+                    rows, vals = g.indices()[0], g.values()  # (R,), (R, d)
+                    if wd:
+                        vals = vals + wd * p.index_select(0, rows)
+                    opt.step_rows(name, rows, vals)
+                    p.grad = None
+                else:
+                    if wd:
+                        g.add_(p, alpha=wd)
+                    opt.step_dense(name)
+
     def state_dict(self) -> dict[str, Tensor]:
         out = {f"net.{k}": v.detach().clone() for k, v in self.net.state_dict().items()}
-        for idx, st in self.opt.state_dict()["state"].items():
-            for name, value in st.items():
-                out[f"opt.{idx}.{name}"] = torch.as_tensor(value).clone()
+        if self.opt is not None:
+            for idx, st in self.opt.state_dict()["state"].items():
+                for name, value in st.items():
+                    out[f"opt.{idx}.{name}"] = torch.as_tensor(value).clone()
+        if self.row_opt is not None:
+            out.update({f"rowopt.{k}": v.clone() for k, v in self.row_opt.state_dict().items()})
         out["rng.negatives"] = self.generator.get_state()
         if self.sampler is not None:
             for k, v in self.sampler.state_dict().items():
@@ -295,8 +346,11 @@ class SequenceTask:
         for key, value in part("opt.").items():
             idx, name = key.split(".", 1)
             opt_state.setdefault(int(idx), {})[name] = value
-        groups = self.opt.state_dict()["param_groups"]
-        self.opt.load_state_dict({"state": opt_state, "param_groups": groups})
+        if self.opt is not None:
+            groups = self.opt.state_dict()["param_groups"]
+            self.opt.load_state_dict({"state": opt_state, "param_groups": groups})
+        if self.row_opt is not None:
+            self.row_opt.load_state_dict(part("rowopt."))
         self.generator.set_state(state["rng.negatives"])
         if self.sampler is not None:
             self.sampler.load_state_dict(part("sampler."))
@@ -321,6 +375,7 @@ def sequence_task(
         shuffle=cfg.shuffle,
         optimizer=cfg.optimizer,
         learning_rate=cfg.learning_rate,
+        momentum=cfg.momentum,
         seed=cfg.seed,
         threads=cfg.threads,
         loss=loss_cfg.loss,

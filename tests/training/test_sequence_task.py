@@ -31,9 +31,11 @@ def one_thread():
 class FakeNet(nn.Module):
     """Embedding of the item at each position (+ dropout) -> linear read-out."""
 
-    def __init__(self, n_items: int, d: int = 16, dropout: float = 0.0) -> None:
+    def __init__(self, n_items: int, d: int = 16, dropout: float = 0.0, rows: bool = False) -> None:
         super().__init__()
         self.n_items = n_items
+        self.sparse = rows
+        self.row_params = ["out"] if rows else []  # the read-out table: row-sparse updates
         self.emb = nn.Embedding(n_items + 2, d)  # + PAD and MASK rows
         self.drop = nn.Dropout(dropout)
         self.out = nn.Parameter(torch.randn(n_items, d) * 0.1)  # (n_items, d)
@@ -44,15 +46,16 @@ class FakeNet(nn.Module):
     def item_scores(self, hidden: Tensor, items: Tensor | None = None) -> Tensor:
         if items is None:
             return hidden @ self.out.t()  # (N, n_items)
+        w = torch.nn.functional.embedding(items, self.out, sparse=self.sparse)
         if items.dim() == 1:
-            return hidden @ self.out[items].t()  # (N, C)
-        return torch.einsum("nd,nkd->nk", hidden, self.out[items])  # (N, K)
+            return hidden @ w.t()  # (N, C)
+        return torch.einsum("nd,nkd->nk", hidden, w)  # (N, K)
 
 
-def _net(seed: int = 0, dropout: float = 0.0) -> FakeNet:
+def _net(seed: int = 0, dropout: float = 0.0, rows: bool = False) -> FakeNet:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return FakeNet(N_ITEMS, dropout=dropout)
+        return FakeNet(N_ITEMS, dropout=dropout, rows=rows)
 
 
 def chain_log(n_sessions: int = 120, seed: int = 0) -> SessionLog:
@@ -100,9 +103,11 @@ def test_learns_the_chain(layout: str, negatives: str, loss: str, extra: dict) -
         assert next_item_accuracy(net) >= 0.9
 
 
-def _train(tmp: Path | None, epochs: int, resume: bool = False, **kw) -> SequenceTask:
+def _train(
+    tmp: Path | None, epochs: int, resume: bool = False, rows: bool = False, **kw
+) -> SequenceTask:
     opts = SequenceOptions(max_len=5, batch_size=8, learning_rate=0.02, seed=7, **kw)
-    task = SequenceTask(_net(dropout=0.3), chain_log(), N_ITEMS, opts)
+    task = SequenceTask(_net(dropout=0.3, rows=rows), chain_log(), N_ITEMS, opts)
     loop = LoopOptions(n_epochs=epochs, checkpoint_dir=tmp, resume=resume, progress=False)
     run_training(task, loop)
     return task
@@ -114,6 +119,8 @@ def _train(tmp: Path | None, epochs: int, resume: bool = False, **kw) -> Sequenc
         {"negatives": "uniform", "n_neg": 2, "loss": "bpr", "optimizer": "adam"},
         {"negatives": "popularity", "n_neg": 3, "sample_cache": 30, "layout": "masked"},
         {"negatives": "in-batch", "n_neg": 2, "loss": "bpr-max", "optimizer": "adagrad"},
+        {"negatives": "uniform", "n_neg": 2, "rows": True},  # RowAdam on the read-out
+        {"negatives": "full", "rows": True, "optimizer": "adagrad", "weight_decay": 0.01},
     ],
 )
 def test_resume_is_exact(tmp_path: Path, kw: dict) -> None:
@@ -166,3 +173,21 @@ def test_validation_sees_eval_mode_after_every_epoch() -> None:
 def test_bad_options(kw: dict, msg: str) -> None:
     with pytest.raises(ConfigError, match=msg):
         SequenceOptions(**kw)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adagrad"])
+def test_row_sparse_tables_update_only_the_touched_rows(optimizer: str) -> None:
+    net = _net(rows=True)
+    opts = SequenceOptions(negatives="uniform", n_neg=1, optimizer=optimizer, max_len=3, seed=1)
+    task = SequenceTask(net, chain_log(), N_ITEMS, opts)
+    assert task.row_names == ["out"] and task.row_opt is not None
+    before = net.out.detach().clone()
+    inputs = torch.tensor([[-1, 0, 1]])
+    targets = torch.tensor([[-1, 1, 2]])
+    task.train_step((inputs, targets))
+    changed = (net.out.detach() != before).any(dim=1).nonzero().flatten().tolist()
+    assert {1, 2} <= set(changed) and len(changed) <= 4  # the targets and two negatives
+    assert net.out.grad is None  # consumed by the row update
+    # the same net learns the chain with row-sparse updates
+    hist = run_training(task, LoopOptions(n_epochs=8, progress=False))
+    assert hist[-1].loss < hist[0].loss

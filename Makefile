@@ -7,15 +7,20 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.seqrec-installed
 
-.PHONY: setup demo test lint clean
+.PHONY: setup kernels demo test lint clean
 
-setup: $(STAMP)
+setup: $(STAMP) kernels
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[dev]"
 	@touch $(STAMP)
+
+# the compiled CPU training kernels, once per machine (a no-op when they are built);
+# without a compiler training takes the slower pure-torch path, so this never fails
+kernels: $(STAMP)
+	@$(VENV)/bin/seqrec build-kernels || echo "note: continuing without the compiled kernels"
 
 demo: setup
 	$(VENV)/bin/seqrec demo

@@ -32,7 +32,7 @@ from seqrec.cli import model_config
 from seqrec.data.loading import load_test_data, load_training_data
 from seqrec.evaluation import evaluate
 from seqrec.models import get_model_class
-from seqrec.pipeline import fit_model
+from seqrec.pipeline import fit_model, with_process_tuning
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -83,7 +83,8 @@ def run_one(spec: str, overrides: list[str], ks: tuple[int, ...], progress: bool
         f"--protocol {protocol}"
     ).replace("  ", " ")
     print(f"\n$ {cmd}", file=sys.stderr)
-    model = get_model_class(model_name)(cfg)
+    cls = get_model_class(model_name)
+    model = cls(with_process_tuning(cls, cfg))  # what `seqrec train` runs
     data = load_training_data(train_path)
     t0 = time.perf_counter()
     fit_model(model, data, progress=progress)

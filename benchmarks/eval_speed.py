@@ -113,6 +113,7 @@ def make_gru4rec(n_items: int, dim: int, seed: int):
     from seqrec.data.idmap import ItemIndex
     from seqrec.data.sessions import SessionLog
     from seqrec.models.gru4rec import GRU4Rec
+    from seqrec.training import fit
 
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n_items)
@@ -121,7 +122,7 @@ def make_gru4rec(n_items: int, dim: int, seed: int):
     log = SessionLog.from_sequences(seqs)
     index = ItemIndex([str(i) for i in range(n_items)])
     cfg = {"layers": [dim], "batch_size": 128, "n_epochs": 1, "seed": seed}
-    return GRU4Rec(cfg).fit(log, item_index=index, progress=False)
+    return fit(GRU4Rec(cfg), log, item_index=index, progress=False)
 
 
 def make_log(n_items: int, n_queries: int, seed: int):

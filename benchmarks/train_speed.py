@@ -1,6 +1,7 @@
 """Training speed of seqrec's GRU4Rec against the official GRU4Rec figures.
 
-One epoch of ``GRU4Rec(config).fit(log, progress=False)`` per configuration, on a
+One epoch of ``seqrec.training.fit(GRU4Rec(config), log)`` per configuration (with the
+process tuning ``seqrec train`` applies: ``threads = "auto"``, ``malloc_tuning``), on a
 synthetic log from :mod:`make_synthetic` (default 1,000,000 events, 60,000 items,
 Zipf 1.0 popularity, session length 1 + geometric with mean 4.5, seed 0). Every
 configuration (and every repeat) runs in a fresh Python subprocess, so its peak RSS
@@ -29,9 +30,11 @@ Measured per run:
                first of its session). This is the headline figure compared with the
                official one (``ratio`` = events/s / official, target >= 2.5).
   loop ev/s    ``model.history_[-1].events_per_second`` (same events, epoch loop only).
-  fused        whether seqrec's compiled optimiser kernels (seqrec.fused) were in use;
+  fused        whether seqrec's compiled optimiser kernels (seqrec.training.kernels) were in use;
                they are built (or loaded from torch's extension cache) before the
-               timer starts (``fused_load_s``), as a one-time per-machine cost.
+               timer starts (``fused_load_s``), as a one-time per-machine cost;
+               ``kernels`` (JSON): the path that trained, "fused-cpu kernels",
+               "torch fallback" or "cuda" (the model's meta_).
   all ev/s     n_events / fit_s (counting every event of the log; for reference).
   peak RSS     ru_maxrss of the subprocess (includes the synthetic log, ~20 MB at 1M).
   cuda peak    torch.cuda.max_memory_allocated (with --device cuda).
@@ -233,18 +236,10 @@ def worker(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(ROOT))
     from make_synthetic import make_log
 
-    import seqrec.models.gru4rec as g4r
     from seqrec.models.gru4rec import GRU4Rec
+    from seqrec.pipeline import with_process_tuning
+    from seqrec.training import fit
 
-    if args.proto:  # measure a prototype training step (benchmarks/_proto), not seqrec's
-        sys.path.insert(0, str(HERE / "_proto"))
-        from fast_gru4rec import FastTask
-
-        g4r._Task = type(
-            f"FastTaskL{args.proto}",
-            (FastTask,),
-            {"level": args.proto, "bg_sampler": args.proto_bg},
-        )
     torch.set_num_threads(args.threads)
     cfg, official = CONFIGS[args._worker]
     cfg = dict(cfg, device=args.device)
@@ -261,14 +256,14 @@ def worker(args: argparse.Namespace) -> None:
     fused_load_s = time.perf_counter() - t
     probe_before = host_probe() if args.device == "cpu" else {}
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    model = GRU4Rec(cfg)
+    model = GRU4Rec(with_process_tuning(GRU4Rec, cfg))  # as `seqrec train` does
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     busy0, _ = _cpu_ticks()
     self0 = _self_cpu()
     t = time.perf_counter()
-    model.fit(log, progress=False)
+    fit(model, log, progress=False)
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
     fit_s = time.perf_counter() - t
@@ -303,11 +298,10 @@ def worker(args: argparse.Namespace) -> None:
         "gen_s": gen_s,
         "torch": torch.__version__,
         "overrides": args.set or [],
-        "proto": args.proto,
         "env": args.env or [],
-        "proto_bg": args.proto_bg,
         "fast_step": bool(cfg.get("fast_step", True)),
         "fused": fused_ok,
+        "kernels": model.meta_.get("kernels"),  # the path that trained: fused.compute_path
         "fused_load_s": fused_load_s,
         "step_gflop": step_flops(cfg) / 1e9,
         "host_before": probe_before,
@@ -341,8 +335,6 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     ]
     for kv in args.set or []:
         cmd += ["--set", kv]
-    if args.proto:
-        cmd += ["--proto", str(args.proto)] + (["--proto-bg"] if args.proto_bg else [])
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     for kv in args.env or []:
@@ -426,20 +418,6 @@ def main(argv: list[str] | None = None) -> int:
         "glibc.malloc.mmap_threshold=67108864 (keeps freed memory in the heap: "
         "see PROFILE.md)",
     )
-    ap.add_argument(
-        "--proto",
-        type=int,
-        default=0,
-        metavar="LEVEL",
-        help="developer option: replace seqrec's GRU4Rec training step by the "
-        "prototype benchmarks/_proto/fast_gru4rec.py FastTask at this level (1-5, "
-        "see that file); 0 (default) = the real seqrec code",
-    )
-    ap.add_argument(
-        "--proto-bg",
-        action="store_true",
-        help="with --proto: draw the next negative-sample cache in a background thread",
-    )
     ap.add_argument("--json-out", default=None, help="also append the JSON lines to this file")
     ap.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -453,12 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         f"python {platform.python_version()}; log: {args.events:,} events, {args.items:,} items, "
         f"zipf {args.zipf}, mean length {args.mean_length}, seed {args.seed}; "
         f"threads {args.threads}, device {args.device}, repeat {args.repeat}"
-        + (f", env {' '.join(args.env)}" if args.env else "")
-        + (
-            f", PROTOTYPE level {args.proto}{' +bg sampler' if args.proto_bg else ''}"
-            if args.proto
-            else ""
-        ),
+        + (f", env {' '.join(args.env)}" if args.env else ""),
         flush=True,
     )
     rows = []

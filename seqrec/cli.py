@@ -1,8 +1,9 @@
 """The ``seqrec`` command line.
 
 Every sub-command explains each option in ``--help``. Problems caused by input (bad
-files, unknown config keys, unknown models, bad values) print one line
-``error: ...`` on stderr and exit with code 2, never a traceback.
+files, unknown config keys, unknown models, bad values, bad arguments, unreadable or
+unwritable paths) print one line ``error: ...`` on stderr and exit with code 2, never
+a traceback. SIGTERM stops a command like Ctrl-C (exit 143 and 130, one line).
 """
 
 from __future__ import annotations
@@ -10,8 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import os
+import signal
 import sys
+import threading
 import time
+import typing
 from typing import Any
 
 from seqrec import __version__
@@ -37,6 +43,32 @@ def _parse_ks(text: str) -> tuple[int, ...]:
     if not ks or any(k <= 0 for k in ks):
         raise argparse.ArgumentTypeError(f"--k values must be positive integers, got {text!r}")
     return ks
+
+
+def _finite_float(text: str, low: float = -math.inf, what: str = "a finite number") -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not math.isfinite(v) or v < low:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    v = _finite_float(text, 0.0, "a positive finite number")
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return v
+
+
+def _fraction(text: str) -> float:
+    v = _finite_float(text, 0.0, "a number between 0 and 1 (exclusive)")
+    if not 0.0 < v < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"expected a number between 0 and 1 (exclusive), got {text!r}"
+        )
+    return v
 
 
 def _positive_int(text: str) -> int:
@@ -100,6 +132,30 @@ def _print_report(report: Any) -> None:
         print(text, file=sys.stderr)
 
 
+def _check_train_outputs(out: str, checkpoint_dir: str | None, resume: bool) -> None:
+    """Fail before training when the outputs cannot be written: --out must be absent,
+    an empty directory or a seqrec model directory, in a writable place; the same for
+    --checkpoint-dir's checkpoint, which must not lie inside --out (or hold it)."""
+    from seqrec.errors import ConfigError
+    from seqrec.persist import check_model_out
+    from seqrec.training.loop import CHECKPOINT, check_checkpoint_dir
+
+    if resume and not checkpoint_dir:
+        raise ConfigError("--resume needs --checkpoint-dir (the directory to resume from)")
+    check_model_out(out)
+    if checkpoint_dir:
+        o = os.path.abspath(out)
+        c = os.path.abspath(checkpoint_dir)
+        if os.path.commonpath([o, c]) == o or os.path.commonpath(
+            [o, os.path.join(c, CHECKPOINT)]
+        ) == os.path.join(c, CHECKPOINT):
+            raise ConfigError(
+                "--checkpoint-dir must not be --out or inside it (and --out not inside "
+                "its checkpoint): the model directory is replaced as a whole"
+            )
+        check_checkpoint_dir(checkpoint_dir)
+
+
 # --------------------------------------------------------------------------- commands
 def cmd_train(args: argparse.Namespace) -> int:
     from seqrec.data.loading import load_training_data
@@ -111,6 +167,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.device:
         cfg["device"] = args.device
     model = cls(with_process_tuning(cls, cfg))  # validates the config before any data is read
+    _check_train_outputs(args.out, args.checkpoint_dir, args.resume)  # before any work
     data = load_training_data(args.train, args.format, _columns(args))
     _print_report(data.report)
     t0 = time.perf_counter()
@@ -127,15 +184,35 @@ def cmd_train(args: argparse.Namespace) -> int:
     model.meta_["train_seconds"] = round(seconds, 3)
     model.meta_["train_data"] = str(args.train)
     model.save(args.out)
+    path = f", {model.meta_['kernels']}" if "kernels" in model.meta_ else ""
     print(
         f"trained {args.model} on {data.train.n_events:,} events "
-        f"({len(data.item_index):,} items) in {seconds:.1f}s -> {args.out}"
+        f"({len(data.item_index):,} items) in {seconds:.1f}s{path} -> {args.out}"
     )
     return 0
 
 
+def json_dumps_finite(obj: Any) -> str:
+    """``json.dumps`` that never writes NaN/Infinity (not JSON): non-finite floats
+    become null."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float):
+            return v if math.isfinite(v) else None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        if hasattr(v, "item") and callable(v.item) and getattr(v, "ndim", 1) == 0:
+            return clean(v.item())  # numpy / torch scalars
+        return v
+
+    return json.dumps(clean(obj), sort_keys=True, allow_nan=False)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from seqrec.data.loading import load_test_data
+    from seqrec.errors import DataError
     from seqrec.evaluation import evaluate
     from seqrec.models import load_model
     from seqrec.pipeline import default_protocol
@@ -160,8 +237,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         progress=not (args.quiet or args.json),
     )
     res["model"] = model.name
+    if not res.get("n_queries"):
+        raise DataError(
+            f"{args.test}: nothing to evaluate: no query remains "
+            f"({res.get('n_unknown_targets', 0):,} with a target unknown to the model; "
+            "a query needs a known target after a known item)"
+        )
     if args.json:
-        print(json.dumps(res, sort_keys=True))
+        print(json_dumps_finite(res))
     else:
         print(format_results(res, args.k))
     return 0
@@ -201,13 +284,21 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     history = dense[dense != UNKNOWN]
+    if not len(history):
+        print(
+            "note: the session is empty"
+            + (" (no known item)" if ext else "")
+            + f": showing what {model.name} recommends with no history (for GRU4Rec its "
+            "empty-session scores; popularity for pop models)",
+            file=sys.stderr,
+        )
     ids, scores = model.recommend([history], args.k, exclude_history=args.exclude_history)
     rows = [
         (model.item_index_.decode([i])[0], float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0
     ]
     if args.json:
         print(
-            json.dumps(
+            json_dumps_finite(
                 {
                     "items": [r[0] for r in rows],
                     "scores": [r[1] for r in rows],
@@ -229,9 +320,21 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_out_file(path: str) -> None:
+    """--out of tune: a file (replaced if it exists), never a directory; writable."""
+    from seqrec.errors import OutputError
+    from seqrec.persist import check_writable
+
+    for p in (path, path + ".trials.jsonl"):
+        if os.path.isdir(p) or os.path.islink(p):
+            raise OutputError(f"{p}: is a directory or a link; --out must name a file")
+    check_writable(path)
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     from seqrec.tuning import tune
 
+    _check_out_file(args.out)
     tune(
         train_path=args.train,
         fmt=args.format,
@@ -252,8 +355,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from seqrec.models import get_model_class
+    from seqrec.persist import check_model_out
     from seqrec.pipeline import run_demo
 
+    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+        get_model_class(name)
+        check_model_out(os.path.join(args.out, name))
     run_demo(
         train=args.train, test=args.test, out=args.out, models=args.models, progress=not args.quiet
     )
@@ -286,9 +394,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- parser
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``error: seqrec train: ...`` and exit code 2
+    (sub-command parsers are made of this class too)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="seqrec",
         formatter_class=fmt,
         description="Session-based and sequential recommendation: train, evaluate, recommend.",
@@ -497,7 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE.toml", help="base parameters (fixed unless searched)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a base parameter")
     p.add_argument("--trials", type=_positive_int, default=20, help="number of trials (default 20)")
-    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    p.add_argument(
+        "--timeout", type=_positive_float, help="stop starting trials after this many seconds"
+    )
     p.add_argument(
         "--metric",
         default="mrr@20",
@@ -505,13 +623,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--valid-days",
-        type=float,
+        type=_positive_float,
         default=None,
         help="validation = training sessions starting in the last D days (needs times)",
     )
     p.add_argument(
         "--valid-fraction",
-        type=float,
+        type=_fraction,
         default=0.1,
         help="without times: validation = the last fraction of sessions (default 0.1)",
     )
@@ -584,7 +702,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--session-ttl",
-        type=float,
+        type=_positive_float,
         default=1800.0,
         metavar="SECONDS",
         help="forget a session this long after its last request (default 1800)",
@@ -637,7 +755,36 @@ def build_parser() -> argparse.ArgumentParser:
     # models
     p = sub.add_parser("models", help="list available models")
     p.set_defaults(func=cmd_models)
+
+    _add_build_kernels(sub, fmt)
     return parser
+
+
+def _add_build_kernels(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
+    p = sub.add_parser(
+        "build-kernels",
+        help="compile seqrec's CPU training kernels for this machine (once; make setup runs it)",
+        formatter_class=fmt,
+        description="Compile seqrec's CPU training kernels (seqrec/csrc/*.cpp: optimiser\n"
+        "updates, GRU4Rec's losses, row gathers, dropout noise) with the C++ compiler ($CXX,\n"
+        "default c++) and ninja into torch's extension cache ($TORCH_EXTENSIONS_DIR, default\n"
+        "~/.cache/torch_extensions): once per machine, CPU, torch and Python version, ~1 min.\n"
+        "Training then loads them from the cache; without them (no compiler, or\n"
+        "SEQREC_FUSED=0) it takes a slower pure-torch path with the same results up to float\n"
+        "rounding. Prints where they are and how long the build took; exits with code 2\n"
+        "when they cannot be built. `make setup` runs this.",
+    )
+    p.set_defaults(func=cmd_build_kernels)
+
+
+def cmd_build_kernels(args: argparse.Namespace) -> int:
+    from seqrec.training import kernels as fused
+
+    info = fused.build()
+    what = f"built in {info.seconds:.1f}s" if info.compiled else "already built"
+    threads = "" if info.openmp else " (without OpenMP: one thread)"
+    print(f"seqrec's CPU kernels {what}{threads}: {info.library}")
+    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -658,6 +805,10 @@ def main(argv: list[str] | None = None) -> int:
         else (logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
     )
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    # SIGTERM stops a command the way Ctrl-C does (serve: uvicorn handles its signals)
+    catch_term = args.command != "serve" and threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if catch_term else None
+    # (None also when the old handler was set outside Python: it cannot be restored)
     try:
         return int(args.func(args) or 0)
     except SeqrecError as exc:
@@ -669,11 +820,34 @@ def main(argv: list[str] | None = None) -> int:
     except FloatingPointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except Terminated:
+        print("error: interrupted by SIGTERM (nothing half-written was left)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("error: interrupted (nothing half-written was left)", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # e.g. permission denied on an input or output path
+        log.debug("OS error", exc_info=True)
+        print(f"error: {_os_error_line(exc)}", file=sys.stderr)
+        return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so every cleanup runs."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def _os_error_line(exc: OSError) -> str:
+    what = exc.strerror or str(exc) or type(exc).__name__
+    return f"{exc.filename}: {what}" if exc.filename is not None else what
 
 
 if __name__ == "__main__":

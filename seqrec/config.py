@@ -2,13 +2,15 @@
 
 Configs are frozen dataclasses. :func:`build_config` turns a plain dict (from TOML,
 JSON or ``--set`` flags) into one, rejecting unknown keys and values of the wrong
-type with a one-line :class:`~seqrec.errors.ConfigError`.
+type with a one-line :class:`~seqrec.errors.ConfigError`. Float values must be finite
+(``nan`` and ``inf`` are rejected for every key); ranges are each config's ``validate``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 import types
 import typing
@@ -53,6 +55,10 @@ def load_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"{p}: config file not found") from None
+    except OSError as exc:  # a directory, permission denied, ...
+        raise ConfigError(f"{p}: cannot read the config file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: invalid TOML: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: invalid TOML: {exc}") from None
 
@@ -88,7 +94,14 @@ def _check_type(name: str, value: Any, tp: Any) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key {name!r}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            shown = repr(value) if isinstance(value, float) else "a number too large"
+            raise ConfigError(f"config key {name!r}: expected a finite number, got {shown}")
+        return number
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"config key {name!r}: expected an integer, got {value!r}")

@@ -8,6 +8,12 @@ key and the problem. The CLI prints it as ``error: <message>`` and exits with co
 from __future__ import annotations
 
 
+def one_line(exc: BaseException, limit: int = 240) -> str:
+    """``exc``'s message on one line (lines joined by spaces), at most ``limit`` chars."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class SeqrecError(Exception):
     """Base class of all errors caused by user input."""
 
@@ -26,3 +32,8 @@ class ModelFileError(SeqrecError):
 
 class UnknownItemError(SeqrecError):
     """An item id is not in the model's catalogue."""
+
+
+class OutputError(SeqrecError):
+    """An output location cannot or must not be written (it holds files seqrec did not
+    write, is a regular file, or is not writable)."""

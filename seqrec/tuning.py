@@ -42,6 +42,29 @@ log = logging.getLogger("seqrec.tuning")
 SPEC_KEYS = {"type", "low", "high", "log", "step", "choices"}
 
 
+def _check_range(path: str | Path, name: str, spec: dict[str, Any], kind: str) -> None:
+    """low/high/step of a float or int parameter: finite numbers (integers for int),
+    low <= high, step > 0, log only with low > 0, log a boolean."""
+
+    def number(v: Any) -> bool:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return False
+        return isinstance(v, int) if kind == "int" else math.isfinite(v)
+
+    want = "integers" if kind == "int" else "finite numbers"
+    for key in ("low", "high"):
+        if not number(spec.get(key)):
+            raise ConfigError(f"{path}: [{name}] {key} must be given as {want}")
+    if spec["low"] > spec["high"]:
+        raise ConfigError(f"{path}: [{name}] needs low <= high")
+    if "step" in spec and (not number(spec["step"]) or spec["step"] <= 0):
+        raise ConfigError(f"{path}: [{name}] step must be a positive {want[:-1]}")
+    if not isinstance(spec.get("log", False), bool):
+        raise ConfigError(f"{path}: [{name}] log must be true or false")
+    if spec.get("log") and spec["low"] <= 0:
+        raise ConfigError(f"{path}: [{name}] log = true needs low > 0")
+
+
 def load_space(path: str | Path) -> dict[str, dict[str, Any]]:
     """Read and validate a search-space TOML file."""
     raw = load_toml(path)
@@ -54,8 +77,7 @@ def load_space(path: str | Path) -> dict[str, dict[str, Any]]:
             raise ConfigError(f"{path}: [{name}] has unknown key(s) {sorted(unknown)}")
         kind = spec.get("type")
         if kind in ("float", "int"):
-            if "low" not in spec or "high" not in spec or spec["low"] > spec["high"]:
-                raise ConfigError(f"{path}: [{name}] needs low <= high")
+            _check_range(path, name, spec, kind)
         elif kind == "categorical":
             if not isinstance(spec.get("choices"), list) or not spec["choices"]:
                 raise ConfigError(f"{path}: [{name}] needs a non-empty 'choices' list")

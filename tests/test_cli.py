@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -254,3 +255,31 @@ def test_entry_point_subprocess_no_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.startswith("error:")
+
+
+def test_build_kernels_says_where_they_are(capsys):
+    import shutil
+
+    from seqrec.training import kernels as fused
+
+    if not shutil.which("c++") or fused.kernels() is None:
+        pytest.skip("no C++ compiler here: the pure-torch path is used")
+    code, out, err = run(capsys, "build-kernels")
+    assert code == 0, err
+    assert out.startswith("seqrec's CPU kernels ")
+    library = out.strip().rsplit(": ", 1)[1]
+    assert library.endswith(".so") and Path(library).is_file()
+
+
+def test_build_kernels_without_a_compiler_is_one_line_exit_2(capsys, monkeypatch):
+    monkeypatch.setenv("CXX", "no-such-compiler-seqrec")
+    code, out, err = run(capsys, "build-kernels")
+    assert code == 2 and out == ""
+    assert err.startswith("error: no C++ compiler") and err.count("\n") == 1
+
+
+def test_trained_model_records_which_training_path_ran(trained):
+    from seqrec.training import kernels as fused
+
+    meta = json.loads((trained["gru4rec"] / "config.json").read_text())["meta"]
+    assert meta["kernels"] in (fused.FUSED_CPU, fused.TORCH_FALLBACK)

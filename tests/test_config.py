@@ -54,3 +54,20 @@ def test_build_config_errors(values, pattern):
     with pytest.raises(ConfigError, match=pattern) as exc:
         build_config(Cfg, values)
     assert "\n" not in str(exc.value)
+
+
+@dataclass(frozen=True)
+class Other:
+    rate: float = 0.1
+    steps: int = 1
+
+
+def test_route_keys_splits_by_owner_and_lists_every_owner_on_errors():
+    from seqrec.config import route_keys
+
+    parts = route_keys({"lr": 0.5, "rate": 0.2, "steps": 3}, {"model": Cfg, "train": Other})
+    assert parts == {"model": {"lr": 0.5}, "train": {"rate": 0.2, "steps": 3}}
+    assert route_keys({}, {"model": Cfg, "train": Other}) == {"model": {}, "train": {}}
+    with pytest.raises(ConfigError, match=r"unknown config key 'stpes'.*did you mean 'steps'") as e:
+        route_keys({"stpes": 1}, {"model": Cfg, "train": Other}, "m")
+    assert "model: flag, layers, loss, lr, n; train: rate, steps" in str(e.value)

@@ -1,4 +1,4 @@
-"""The compiled Adagrad kernels (seqrec.fused) against the torch formulation.
+"""The compiled Adagrad kernels (seqrec.training.kernels) against the torch formulation.
 
 The kernels reproduce the torch update operation by operation; the one rounding
 difference is ``sqrt`` (torch's CPU sqrt goes through MKL's vector math, not always
@@ -8,6 +8,7 @@ correctly rounded; the kernels' is IEEE), so parameters and velocities agree to
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -476,19 +477,23 @@ def test_dropout_noise_is_reproducible_and_thread_independent(ext):
 
 def _fake_build(monkeypatch, tmp_path, calls):
     """Points the build at ``tmp_path`` and replaces the compiler with a recorder that,
-    like torch's ``load_inline``, would wait forever on a leftover ``lock`` file."""
+    like torch's ``cpp_extension.load``, appends its link flags to the lists it is given
+    and would wait forever on a leftover ``lock`` file."""
     import os
 
     import torch.utils.cpp_extension as cpp
 
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
 
-    def fake_load_inline(name, build_directory, **kwargs):
+    def fake_load(name, sources, build_directory, extra_cflags, extra_ldflags, **kwargs):
         assert not os.path.exists(os.path.join(build_directory, "lock")), "would hang"
+        assert all(os.path.isfile(s) for s in sources)
+        extra_ldflags += ["-L/torch/lib", "-lc10", "-ltorch"]  # what torch does, in place
+        extra_cflags.append("-DTORCH_EXTENSION_NAME=" + name)
         calls.append(name)
         return f"module {name}"
 
-    monkeypatch.setattr(cpp, "load_inline", fake_load_inline)
+    monkeypatch.setattr(cpp, "load", fake_load)
     name = fused._ext_name(True)
     return name, tmp_path / name
 
@@ -526,3 +531,173 @@ def test_build_waits_for_another_process_building(monkeypatch, tmp_path):
     t.join(timeout=10)
     assert not t.is_alive()
     assert result == [f"module {name}"] and calls == [name]
+
+
+def test_a_build_does_not_change_the_cache_name(monkeypatch, tmp_path):
+    """Regression (issue 15): torch appends its link flags to the list it is given; when
+    that was a module-level list, the cache name changed after the first build and every
+    later load in the process compiled the kernels again (20+ builds in one test run)."""
+    calls: list[str] = []
+    name, directory = _fake_build(monkeypatch, tmp_path, calls)
+    flags = (fused._cflags(True), fused._ldflags(True))
+    assert fused._load(True) == f"module {name}"
+    assert (fused._cflags(True), fused._ldflags(True)) == flags
+    assert fused._ext_name(True) == name
+    (directory / f"{name}.so").write_text("")  # the fake build's library
+    monkeypatch.setattr(fused, "_import", lambda n, path: f"imported {n}")
+    assert fused._load(True) == f"imported {name}"  # the second load finds the build
+    assert calls == [name]
+
+
+def test_the_real_kernels_are_compiled_at_most_once_per_process():
+    """Loads after resets (what the tests switching paths do) and after the fake-compiler
+    tests find the library built earlier: at most one real build in this test process."""
+    if fused._switched_off() or fused.kernels() is None:
+        pytest.skip("fused kernels unavailable here (switched off or no compiler)")
+    name = fused._ext_name(True)
+    for _ in range(2):
+        fused._reset()
+        assert fused.kernels() is not None
+    assert fused._ext_name(True) == name
+    here = fused._build_dir(name)
+    assert fused._builds.count(here) <= 1, fused._builds
+    root = os.path.dirname(here)
+    assert sum(os.path.dirname(d) == root for d in fused._builds) <= 1, fused._builds
+
+
+def test_build_reports_a_missing_compiler(monkeypatch):
+    monkeypatch.setenv("CXX", "no-such-compiler-seqrec")
+    with pytest.raises(fused.KernelBuildError, match="no C\\+\\+ compiler"):
+        fused.build()
+
+
+def test_build_finds_or_makes_the_library(ext, monkeypatch):
+    info = fused.build()
+    assert os.path.isfile(info.library) and info.seconds >= 0
+    assert fused.build().compiled is False  # in the cache now
+    assert fused.kernels() is not None
+    monkeypatch.setenv(fused.ENV_SWITCH, "0")  # build() builds anyway, the switch holds
+    fused._reset()
+    try:
+        assert fused.build().compiled is False and fused.kernels() is None
+    finally:
+        fused._reset()
+
+
+# -- dropout noise: the torch twin draws the kernel's noise bit for bit
+
+
+@pytest.mark.parametrize("seed", [0, 1, 12345, 2**61 + 77, 2**62 - 1])
+@pytest.mark.parametrize("shape", [(1,), (7,), (64, 33), (3, 50, 700)])
+@pytest.mark.parametrize("keep", [0.05, 0.5, 0.7, 0.95, 1.0])
+def test_torch_dropout_noise_is_the_kernels_bit_for_bit(ext, seed, shape, keep):
+    a = torch.empty(shape)
+    ext.dropout_noise_(a, seed, keep)
+    b = torch.full(shape, float("nan"))
+    fused._dropout_noise_torch(b, seed, keep)
+    assert torch.equal(a.view(torch.int32), b.view(torch.int32))
+
+
+def test_torch_dropout_noise_without_the_kernels(torch_only):
+    """Same rate and values as the kernel's test above, computed with torch ops only;
+    non-contiguous tensors are filled in row-major order."""
+    keep, n = 0.8, 200_000
+    noise = fused.dropout_noise(torch.empty(n), 99, keep)
+    kept = noise != 0
+    assert torch.equal(noise[kept], torch.full((int(kept.sum()),), 1.0 / torch.tensor(keep)))
+    assert abs(kept.float().mean().item() - keep) < 5 * (keep * (1 - keep) / n) ** 0.5
+    t = fused.dropout_noise(torch.empty(30, 20).t(), 5, keep)
+    assert torch.equal(t, fused.dropout_noise(torch.empty(20, 30), 5, keep))
+    with pytest.raises(ValueError, match="keep"):
+        fused.dropout_noise(torch.empty(3), 1, 0.0)
+
+
+def test_train_dropout_is_the_same_with_and_without_kernels(ext, monkeypatch):
+    from seqrec.training.dropout import train_dropout
+
+    x = torch.randn(64, 32)
+    torch.manual_seed(1)
+    out, noise = train_dropout(x, 0.3)
+    after = torch.randint(0, 2**62, (), dtype=torch.int64)
+    monkeypatch.setenv(fused.ENV_SWITCH, "0")
+    fused._reset()
+    try:
+        torch.manual_seed(1)
+        out_t, noise_t = train_dropout(x, 0.3)
+        assert torch.equal(noise, noise_t) and torch.equal(out, out_t)
+        assert torch.equal(after, torch.randint(0, 2**62, (), dtype=torch.int64))
+    finally:
+        fused._reset()
+
+
+def test_same_seed_trains_the_same_model_with_or_without_kernels(ext, monkeypatch):
+    """A short GRU4Rec fit with dropout and momentum: kernels against SEQREC_FUSED=0.
+    The random streams are identical; only rounding differs (sqrt, the losses' exp)."""
+    from seqrec.data.sessions import SessionLog
+    from seqrec.models.gru4rec import GRU4Rec
+
+    gen = torch.Generator().manual_seed(0)
+    sessions = [
+        torch.randint(0, 40, (int(n),), generator=gen).tolist()
+        for n in torch.randint(2, 9, (60,), generator=gen)
+    ]
+    log = SessionLog.from_sequences(sessions)
+    cfg = {
+        "layers": [16],
+        "batch_size": 8,
+        "n_sample": 12,
+        "n_epochs": 2,
+        "seed": 4,
+        "dropout_p_embed": 0.3,
+        "dropout_p_hidden": 0.4,
+        "momentum": 0.2,
+        "learning_rate": 0.05,
+        "loss": "bpr-max",
+        "elu_param": 0.5,
+    }
+    a = GRU4Rec(cfg).fit(log)
+    monkeypatch.setenv(fused.ENV_SWITCH, "0")
+    fused._reset()
+    try:
+        b = GRU4Rec(cfg).fit(log)
+    finally:
+        fused._reset()
+    assert a.meta_["kernels"] == fused.FUSED_CPU and b.meta_["kernels"] == fused.TORCH_FALLBACK
+    for (name, wa), wb in zip(
+        a.net_.state_dict().items(), b.net_.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(wa, wb, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_compute_path_names_the_implementation(torch_only):
+    assert fused.compute_path("cpu") == fused.TORCH_FALLBACK
+    assert fused.compute_path(torch.device("cuda", 0)) == fused.CUDA
+
+
+def test_the_sources_are_shipped_as_package_data():
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(fused.__file__).resolve().parents[2]
+    cfg = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = cfg["tool"]["setuptools"]["package-data"]["seqrec"]
+    for src in (root / "seqrec" / "csrc").iterdir():
+        rel = src.relative_to(root / "seqrec").as_posix()
+        assert any(fnmatch.fnmatch(rel, p) for p in patterns), rel
+    assert all(p.is_file() for p in fused.SOURCES)
+
+
+def test_the_ninja_package_is_put_on_path_for_the_build(monkeypatch):
+    """torch runs ``ninja`` from PATH; the declared ``ninja`` package's binary is not on
+    PATH when Python runs by its full path: the build adds it, and restores PATH."""
+    ninja = pytest.importorskip("ninja")
+    real_which = shutil.which
+    monkeypatch.setattr(
+        shutil, "which", lambda cmd, *a, **k: None if cmd == "ninja" else real_which(cmd)
+    )
+    before = os.environ.get("PATH")
+    with fused._ninja_on_path():
+        assert os.environ["PATH"].split(os.pathsep)[0] == str(ninja.BIN_DIR)
+        assert os.path.isfile(os.path.join(str(ninja.BIN_DIR), "ninja"))
+    assert os.environ.get("PATH") == before

@@ -90,6 +90,10 @@ class ItemIndex:
             ids = json.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ModelFileError(f"{p}: missing item index") from None
+        except OSError as exc:
+            raise ModelFileError(f"{p}: cannot read ({exc.strerror or exc})") from None
+        except UnicodeDecodeError:
+            raise ModelFileError(f"{p}: corrupt item index (not UTF-8 text)") from None
         except json.JSONDecodeError as exc:
             raise ModelFileError(f"{p}: corrupt item index ({exc})") from None
         if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):

@@ -29,7 +29,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -39,12 +39,23 @@ from seqrec.config import build_config, config_to_dict, route_keys
 from seqrec.data.idmap import ItemIndex
 from seqrec.data.samples import Samples
 from seqrec.data.sessions import SessionLog
-from seqrec.errors import ConfigError, ModelFileError
-from seqrec.persist import atomic_dir, load_tensors, read_json, save_tensors, write_json
+from seqrec.errors import ConfigError, ModelFileError, one_line
+from seqrec.persist import (
+    MODEL_FILES,
+    MODEL_FORMAT,
+    atomic_dir,
+    is_model_dir,
+    load_tensors,
+    read_json,
+    save_tensors,
+    write_json,
+)
 from seqrec.trainconfig import training_configs, training_owners
 
 SUPPORT_KEY = "__item_support__"  # training event count per item, saved with every model
-FORMAT_VERSION = 2  # 1: one flat config; 2: "config" (model keys) + "training" (the rest)
+# config.json format versions this code reads (it writes the last): 1 = one flat
+# config; 2 = "config" (the model's keys) + "training" (every training key used)
+FORMAT_VERSIONS = (1, 2)
 
 Histories = Sequence[np.ndarray] | Sequence[Sequence[int]]
 
@@ -257,16 +268,26 @@ class Recommender:
     def _set_weights(self, weights: dict[str, torch.Tensor]) -> None:
         raise NotImplementedError
 
-    def save(self, path: str | Path) -> Path:
-        """Write the model directory atomically (temp dir + rename)."""
+    def save(self, path: str | Path, *, replace: Literal["model", "never"] = "model") -> Path:
+        """Write the model directory atomically (temp dir + rename).
+
+        An existing ``path`` is replaced only when it is an empty directory or (with
+        ``replace="model"``, the default) a seqrec model directory holding nothing but
+        its own files; ``replace="never"`` refuses any non-empty directory. Anything
+        else (a regular file, a directory with other files) raises OutputError and is
+        left untouched.
+        """
         self._check_fitted()
         assert self.item_index_ is not None
-        with atomic_dir(path) as tmp:
+        if replace not in ("model", "never"):
+            raise ConfigError(f"replace must be 'model' or 'never', got {replace!r}")
+        accept = is_model_dir if replace == "model" else _never
+        with atomic_dir(path, names=MODEL_FILES, accept=accept, what="model directory") as tmp:
             write_json(
                 tmp / "config.json",
                 {
-                    "format": "seqrec-model",
-                    "format_version": FORMAT_VERSION,
+                    "format": MODEL_FORMAT,
+                    "format_version": FORMAT_VERSIONS[-1],
                     "model": self.name,
                     "config": config_to_dict(self.config),
                     "training": self.training_keys,
@@ -284,46 +305,107 @@ class Recommender:
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> Recommender:
-        """Load a model directory written by :meth:`save` (no pickle involved)."""
+        """Load a model directory written by :meth:`save` (no pickle involved).
+
+        Every field is checked: a corrupt or foreign file raises a one-line
+        ModelFileError naming the file and the field."""
         p = Path(path)
-        if not p.is_dir():
-            raise ModelFileError(f"{p}: model directory not found")
-        info = read_json(p / "config.json")
-        if not isinstance(info, dict) or info.get("format") != "seqrec-model":
-            raise ModelFileError(f"{p / 'config.json'}: not a seqrec model file")
-        if info.get("model") != cls.name:
-            raise ModelFileError(f"{p}: holds a {info.get('model')!r} model, not {cls.name!r}")
-        version = info.get("format_version", 1)
-        if version not in (1, FORMAT_VERSION):
-            raise ModelFileError(
-                f"{p}: model format version {version!r} is not readable by seqrec "
-                f"{__version__} (it reads versions 1 and {FORMAT_VERSION}); upgrade seqrec"
-            )
-        cfg = dict(info.get("config", {}))
-        training = dict(info.get("training", {}))
-        if version == 1:  # one flat config: route its keys to their owners
-            parts = route_keys(cfg, cls.config_owners(), cls.name)
-            cfg = parts.pop("model")
-            training = {k: v for part in parts.values() for k, v in part.items()}
-        model = cls(cfg)
+        info = read_model_info(p)
+        file = p / "config.json"
+        if info["model"] != cls.name:
+            raise ModelFileError(f"{p}: holds a {info['model']!r} model, not {cls.name!r}")
+        cfg = dict(info["config"])
+        training = dict(info["training"])
+        try:
+            if info["format_version"] == 1:  # one flat config: route keys to their owners
+                parts = route_keys(cfg, cls.config_owners(), cls.name)
+                cfg = parts.pop("model")
+                training = {k: v for part in parts.values() for k, v in part.items()}
+            model = cls(cfg)
+        except ConfigError as exc:
+            raise ModelFileError(f"{file}: field 'config': {exc}") from None
         model.training_keys = {**model.training_keys, **training}  # as trained (metadata)
         if cls.family is not None:
             model.device_ = resolve_device(device or str(training.get("device", "cpu")))
         model.item_index_ = ItemIndex.load(p / "items.json")
-        model.n_items_ = int(info["n_items"])
+        model.n_items_ = info["n_items"]
         if len(model.item_index_) != model.n_items_:
-            raise ModelFileError(f"{p}: items.json does not match n_items in config.json")
-        model.meta_ = dict(info.get("meta", {}))
+            raise ModelFileError(
+                f"{p / 'items.json'}: {len(model.item_index_)} items, but field 'n_items' "
+                f"of config.json says {model.n_items_}"
+            )
+        model.meta_ = dict(info["meta"])
         tensors = load_tensors(p / "weights.safetensors")
-        model.item_support_ = tensors.pop(SUPPORT_KEY, None)
+        support = tensors.pop(SUPPORT_KEY, None)
+        if support is not None and tuple(support.shape) != (model.n_items_,):
+            raise ModelFileError(
+                f"{p / 'weights.safetensors'}: item support has shape {tuple(support.shape)}, "
+                f"expected ({model.n_items_},)"
+            )
+        model.item_support_ = support
+        weights_file = p / "weights.safetensors"
         try:
             model._set_weights(tensors)
+        except ModelFileError as exc:
+            raise ModelFileError(f"{weights_file}: {one_line(exc)}") from None
         except (KeyError, RuntimeError, ValueError) as exc:
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ModelFileError(
-                f"{p}: weights do not match the {cls.name} config ({msg})"
+                f"{weights_file}: weights do not match the {cls.name} config ({one_line(exc)})"
             ) from None
         return model
+
+
+def _never(path: Path) -> bool:
+    return False
+
+
+def _field_error(file: Path, key: str, want: str, info: dict[str, Any]) -> ModelFileError:
+    if key not in info:
+        return ModelFileError(f"{file}: field {key!r} is missing (expected {want})")
+    got = repr(info[key])
+    got = got if len(got) <= 40 else got[:37] + "..."
+    return ModelFileError(f"{file}: field {key!r} must be {want}, got {got}")
+
+
+def read_model_info(path: str | Path) -> dict[str, Any]:
+    """The validated ``config.json`` of model directory ``path``.
+
+    Raises a one-line ModelFileError naming the file and the field when the directory
+    or file is missing, the JSON is not an object, or a field has the wrong type or an
+    unknown value (format, format_version, model, config, training, n_items, meta)."""
+    p = Path(path)
+    if not p.is_dir():
+        raise ModelFileError(f"{p}: model directory not found")
+    file = p / "config.json"
+    info = read_json(file)
+    if not isinstance(info, dict):
+        raise ModelFileError(
+            f"{file}: must be a JSON object, got {type(info).__name__} (not a seqrec model file)"
+        )
+    if info.get("format") != MODEL_FORMAT:
+        raise _field_error(file, "format", repr(MODEL_FORMAT) + " (not a seqrec model file)", info)
+    version = info.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise _field_error(file, "format_version", "an integer", info)
+    if version not in FORMAT_VERSIONS:
+        raise ModelFileError(
+            f"{file}: field 'format_version' is {version}, this seqrec reads "
+            f"{', '.join(map(str, FORMAT_VERSIONS))} (written by a newer seqrec?)"
+        )
+    if not isinstance(info.get("model"), str):
+        raise _field_error(file, "model", "a model name (string)", info)
+    if not isinstance(info.get("config"), dict):
+        raise _field_error(file, "config", "an object", info)
+    n = info.get("n_items")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise _field_error(file, "n_items", "a positive integer", info)
+    info.setdefault("meta", {})
+    if not isinstance(info["meta"], dict):
+        raise _field_error(file, "meta", "an object", info)
+    info.setdefault("training", {})
+    if not isinstance(info["training"], dict):
+        raise _field_error(file, "training", "an object", info)
+    return info
 
 
 def mask_scores(

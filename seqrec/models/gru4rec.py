@@ -1,26 +1,20 @@
 """GRU4Rec (Hidasi et al., ICLR 2016; Hidasi & Karatzoglou, CIKM 2018): the model.
 
 A recurrent network over the items of a session, written from the papers and the
-documented parameters of the official implementation (clean room).
+documented parameters of the official implementation (clean room). Item input:
+``constrained_embedding = true`` (default) uses the output item weights ``Wy`` as the
+input embedding; ``embedding = d`` learns a separate ``(n_items, d)`` one; neither feeds
+items one-hot (the first layer's input weights are an ``(n_items, G*H0)`` row table).
+``layers``: sizes of the stacked recurrent layers; ``cell``: gru | lstm | rnn. Dropout
+(training only) on the input and on every layer's output; the dropped-out hidden vector
+is also the state carried to the next step (``carry_dropout``: what reproduces the
+official figures). Scores: ``h_last . Wy[item] + By[item]``. ``init_state``/``step``
+update a session click by click; ``score`` runs whole histories; both agree.
 
-* Item input: ``embedding = 0`` and ``constrained_embedding = false`` feeds items
-  one-hot, i.e. the first recurrent layer's input weights are an ``(n_items, G*H0)``
-  table (``G`` gates) whose rows are gathered; ``embedding = d`` learns a separate
-  ``(n_items, d)`` embedding; ``constrained_embedding = true`` (default) uses the
-  output item weights ``Wy`` as the input embedding as well.
-* ``layers``: sizes of the stacked recurrent layers; ``cell``: gru | lstm | rnn.
-* Dropout on the input embedding and on every layer's output (training only); the
-  dropped-out hidden vector is also the state carried to the next step
-  (``carry_dropout``, on by default: it is what reproduces the official figures).
-* Scores: ``h_last . Wy[item] + By[item]``.
-* Inference: ``init_state``/``step`` update a session click by click in O(1);
-  ``score`` runs whole histories. Both give the same scores.
-
-How it learns (session-parallel batches, sampled negatives, ranking losses, row-sparse
-Adagrad, the fast step) is :mod:`seqrec.training`'s, configured by the training keys.
-
-State layout: a tensor ``(1, B, S)`` whose last dim concatenates every layer's state
-(``h`` for gru/rnn, ``h`` then ``c`` for lstm), so dim 1 is the batch.
+How it learns (session-parallel batches, sampled negatives, losses, row-sparse Adagrad,
+the fast step) belongs to :mod:`seqrec.training`, configured by the training keys.
+State layout: ``(1, B, S)``, the last dim concatenating every layer's ``h`` (then ``c``
+for lstm), so dim 1 is the batch.
 """
 
 from __future__ import annotations
@@ -32,16 +26,13 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from seqrec.errors import ConfigError, ModelFileError
+from seqrec.errors import ConfigError, ModelFileError, one_line
 from seqrec.models.base import Histories, Recommender
 
 GATES = {"gru": 3, "lstm": 4, "rnn": 1}
-
-# Largest item table (bytes) for which inference keeps a contiguous copy of Wy^T.
-READOUT_COPY_MAX_BYTES = 256 * 2**20
-
+READOUT_COPY_MAX_BYTES = 256 * 2**20  # largest Wy (bytes) whose Wy^T inference keeps
 # training-time dropout: (x, p) -> (output, what its backward multiplies the gradient by)
 Dropout = Callable[[torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]]
 
@@ -180,23 +171,13 @@ class GRU4Rec(Recommender):
     name = "gru4rec"
     Config = GRU4RecConfig
     family = "session-parallel"
-    training_defaults: ClassVar[dict[str, Any]] = {
-        "loss": "cross-entropy",
-        "n_sample": 2048,
-        "sample_alpha": 0.5,
-        "optimizer": "adagrad",
-        "learning_rate": 0.05,
-        "batch_size": 64,
-        "n_epochs": 10,
-    }
-    small_config: ClassVar[dict[str, Any]] = {
-        "layers": [16],
-        "n_epochs": 2,
-        "batch_size": 4,
-        "n_sample": 8,
-        "sample_cache": 100,
-        "learning_rate": 0.1,
-    }
+    training_defaults: ClassVar[dict[str, Any]] = dict(
+        loss="cross-entropy", n_sample=2048, sample_alpha=0.5, optimizer="adagrad",
+        learning_rate=0.05, batch_size=64, n_epochs=10,
+    )
+    small_config: ClassVar[dict[str, Any]] = dict(
+        layers=[16], n_epochs=2, batch_size=4, n_sample=8, sample_cache=100, learning_rate=0.1
+    )
 
     def build_net(self, n_items: int, device: torch.device, seed: int) -> None:
         self.device_ = device
@@ -214,18 +195,13 @@ class GRU4Rec(Recommender):
         return torch.zeros(1, batch_size, self.net_.state_size, device=self.device_)  # (1, B, S)
 
     @torch.no_grad()
-    def _advance(
-        self, state: torch.Tensor, items: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _advance(self, state: torch.Tensor, items: torch.Tensor) -> tuple[Tensor, Tensor]:
         """state (B, S), items (B,) -> (new state (B, S), last-layer output (B, H))."""
         return self.net_.recur(state, self.net_.input_table().index_select(0, items))
 
     def _readout_weights(self) -> torch.Tensor:
-        """``Wy^T`` as an (H, n_items) operand of the score product.
-
-        Outside training, a contiguous transposed copy is kept when the item table is at
-        most ``READOUT_COPY_MAX_BYTES``: the small-batch products of serving and
-        evaluation run about twice as fast on it as on the transposed view. The copy is
+        """``Wy^T`` (H, n_items) for the score product: outside training a contiguous copy
+        (up to ``READOUT_COPY_MAX_BYTES``; small-batch products run ~2x faster on it),
         rebuilt whenever the weights are replaced or modified by torch ops."""
         wy = self.net_.Wy
         if self.in_fit or wy.numel() * wy.element_size() > READOUT_COPY_MAX_BYTES:
@@ -318,6 +294,6 @@ class GRU4Rec(Recommender):
         try:
             self.net_.load_state_dict({k: v.to(self.device_) for k, v in weights.items()})
         except RuntimeError as exc:
-            msg = f"weights do not match the gru4rec config: {exc}".splitlines()[0]
+            msg = f"weights do not match the gru4rec config: {one_line(exc)}"
             raise ModelFileError(msg) from None
         self.net_.eval()

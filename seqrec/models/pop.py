@@ -56,7 +56,11 @@ class Pop(Recommender):
         return {"popularity": self.popularity_}
 
     def _set_weights(self, weights: dict[str, torch.Tensor]) -> None:
-        self.popularity_ = weights["popularity"].float()
+        pop = weights["popularity"]
+        if tuple(pop.shape) != (self.n_items_,):
+            shape = tuple(pop.shape)
+            raise ValueError(f"popularity has shape {shape}, expected ({self.n_items_},)")
+        self.popularity_ = pop.float()
 
 
 class SessionPop(Pop):

@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from seqrec.errors import ConfigError, ModelFileError
-from seqrec.models.base import Recommender
+from seqrec.models.base import Recommender, read_model_info
 from seqrec.models.fpmc import FPMC
 from seqrec.models.gru4rec import GRU4Rec
 from seqrec.models.pop import Pop, SessionPop
-from seqrec.persist import read_json
 
 MODELS: dict[str, type[Recommender]] = {
     Pop.name: Pop,
@@ -32,11 +31,12 @@ def get_model_class(name: str) -> type[Recommender]:
 def load_model(path: str | Path, device: str | None = None) -> Recommender:
     """Load any seqrec model directory, dispatching on the name in its config.json."""
     p = Path(path)
-    if not p.is_dir():
-        raise ModelFileError(f"{p}: model directory not found")
-    name = read_json(p / "config.json").get("model")
+    name = read_model_info(p)["model"]
     if name not in MODELS:
-        raise ModelFileError(f"{p}: unknown model type {name!r}")
+        raise ModelFileError(
+            f"{p / 'config.json'}: field 'model' is {name!r}, "
+            f"not one of {', '.join(sorted(MODELS))}"
+        )
     return MODELS[name].load(p, device=device)
 
 

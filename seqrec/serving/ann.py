@@ -19,10 +19,9 @@ import numpy as np
 
 from seqrec.errors import ConfigError
 
-# "auto": exact scoring below this many items. Measured on 2 quiet cores (benchmarks/SERVING.md):
-# exact step + top-20 costs 0.55 ms p99 at 1.2k items and 1.95 ms p99 at 43k (HTTP p99
-# 12 ms at 200 req/s), i.e. ~0.033 ms more per 1,000 items, so the 1 ms p99 budget is
-# crossed at ~15k items; faiss at 43k: 0.53 ms p99 (HTTP 4.4 ms) with recall@20 0.999.
+# "auto": exact scoring below this many items; above it exact scoring's step + top-20
+# passes the 1 ms p99 budget (measured: benchmarks/SERVING.md, "Approximate vs exact
+# top-20").
 ANN_MIN_ITEMS = 15_000
 
 

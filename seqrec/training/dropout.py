@@ -15,11 +15,11 @@ def train_dropout(
     """Training-time dropout of ``x`` with probability ``p``: (output, what its backward
     multiplies the gradient with), the same in the autograd and in the fast step.
 
-    CPU: ``x * noise`` with noise 0 or ``1 / (1 - p)`` from the fused kernels' counter-based
-    generator (one 64-bit seed drawn from ``generator`` per call - a training task owns
-    one, seeded with its ``seed`` and saved in its checkpoints; None: torch's default
-    generator; ~30x faster than ``bernoulli_``, which is what runs when the kernels are
-    unavailable: what ``F.dropout`` does on CPU).
+    CPU: ``x * noise`` with noise 0 or ``1 / (1 - p)`` from a counter-based generator
+    (:func:`seqrec.training.kernels.dropout_noise`: the compiled kernel, or its torch twin
+    that draws the same noise bit for bit) and one 64-bit seed drawn from ``generator``
+    per call (a training task owns one, seeded with its ``seed`` and saved in its
+    checkpoints; None: torch's default generator).
     CUDA: ``torch.native_dropout`` (what ``F.dropout`` calls there; boolean mask) without
     a generator, else ``bernoulli_`` noise from it.
     """
@@ -28,11 +28,6 @@ def train_dropout(
             return torch.native_dropout(x, p, True)  # (output, bool mask)
         noise = torch.empty_like(x).bernoulli_(1 - p, generator=generator).div_(1 - p)
         return x * noise, noise
-    ext = fused.kernels() if fused.cpu_float_contiguous(x) else None
-    noise = torch.empty_like(x)
-    if ext is None:
-        noise.bernoulli_(1 - p, generator=generator).div_(1 - p)
-    else:
-        seed = int(torch.randint(0, 2**62, (), dtype=torch.int64, generator=generator))
-        ext.dropout_noise_(noise, seed, 1 - p)
+    seed = int(torch.randint(0, 2**62, (), dtype=torch.int64, generator=generator))
+    noise = fused.dropout_noise(torch.empty_like(x), seed, 1 - p)
     return x * noise, noise

@@ -14,9 +14,9 @@ that change float rounding only:
   loss is ``lse - s_ii`` with ``lse = max_j s_ij - log max_j p_ij``; the ``1/B`` of the
   mean is applied to the small operands (``out``, ``dS @ w``, the bias sums), not to
   the (B, C) matrix; on CPU the softmax, the loss per row and ``p - I`` in one compiled
-  pass per row (``cross_entropy_`` in :mod:`seqrec.fused`), ``exp`` within 2 ulp;
+  pass per row (``cross_entropy_`` in :mod:`seqrec.training.kernels`), ``exp`` within 2 ulp;
 * bpr-max (no mask, >= 2 candidates): loss and gradient in closed form, on CPU in one
-  compiled pass per row (``bpr_max_`` in :mod:`seqrec.fused`, ~2x faster than the
+  compiled pass per row (``bpr_max_`` in :mod:`seqrec.training.kernels`, ~2x faster than the
   ~20 torch passes of :func:`bpr_max_and_grad`, which is the fallback and CUDA path),
   ELU's derivative taken from its result;
 * on CPU the rows of the item tables gathered by a kernel that prefetches the rows
@@ -24,7 +24,7 @@ that change float rounding only:
 * the item-row gradient accumulated with ``index_add_`` into one zero tensor;
 * the optimiser updates through :meth:`RowOptimizer.step_dense_many` and
   :meth:`RowOptimizer.step_rows` with the gathered rows (fused C++ kernels on CPU, see
-  :mod:`seqrec.fused`).
+  :mod:`seqrec.training.kernels`).
 
 With ``matmul_precision = "bfloat16"`` every matrix product takes bfloat16 operands
 and returns bfloat16, which is converted back or promoted to float32 by the element-wise

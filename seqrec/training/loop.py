@@ -16,7 +16,10 @@ watches its ``monitor`` metric and restores the best epoch's state at the end.
 After every epoch the full training state is written atomically to
 ``checkpoint_dir/checkpoint`` (safetensors + JSON); ``resume=True`` continues after
 the last completed epoch and - on CPU with a fixed seed - ends with exactly the weights
-an uninterrupted run gives. This module never imports a model class.
+an uninterrupted run gives. A checkpoint stores a fingerprint of the config and the
+training data (:func:`checkpoint_fingerprint`); resuming with another config or data
+is a one-line error, checked before any tensor is loaded. This module never imports a
+model class.
 """
 
 from __future__ import annotations
@@ -25,15 +28,17 @@ import json
 import logging
 import math
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
-from seqrec.errors import ModelFileError
-from seqrec.persist import atomic_dir, load_tensors, save_tensors
+from seqrec.errors import ConfigError, DataError, ModelFileError, one_line
+from seqrec.persist import atomic_dir, check_output_dir, load_tensors, save_tensors
 from seqrec.training.progress import Progress
 
 log = logging.getLogger("seqrec.training")
@@ -75,25 +80,143 @@ class LoopOptions:
     desc: str = "train"
     on_epoch_end: Callable[[EpochResult], None] | None = None
     validate: Callable[[], dict[str, float]] | None = None  # metrics after every epoch
+    # config + data identity saved with checkpoints and checked on resume
+    # (checkpoint_fingerprint); None: not checked
+    fingerprint: dict[str, Any] | None = None
 
 
 CHECKPOINT = "checkpoint"
+CHECKPOINT_FILES = frozenset({"state.safetensors", "info.json"})
+# config keys a resumed run may change: they do not shape the saved training state
+RESUMABLE_KEYS = frozenset(
+    {"n_epochs", "device", "threads", "malloc_tuning", "eval_batch_size", "patience", "fast_step"}
+)
+
+
+def checkpoint_fingerprint(
+    config: dict[str, Any], train: Any, n_items: int
+) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: the config (less RESUMABLE_KEYS) and
+    the training data's shape and content (sessions, events, items, a CRC of the log)."""
+    crc = zlib.crc32(np.ascontiguousarray(train.offsets).tobytes())
+    crc = zlib.crc32(np.ascontiguousarray(train.items).tobytes(), crc)
+    return {
+        "config": {k: v for k, v in sorted(config.items()) if k not in RESUMABLE_KEYS},
+        "data": {
+            "n_items": int(n_items),
+            "n_sessions": int(train.n_sessions),
+            "n_events": int(train.n_events),
+            "crc32": crc,
+        },
+    }
+
+
+def _fingerprint_mismatch(saved: Any, current: dict[str, Any]) -> str | None:
+    """Why a checkpoint's fingerprint does not match this run (None if it does)."""
+    if not isinstance(saved, dict):
+        return "its fingerprint is malformed"
+    s_cfg, c_cfg = saved.get("config"), current["config"]
+    if s_cfg != c_cfg:
+        if not isinstance(s_cfg, dict):
+            return "its fingerprint is malformed"
+        for key in sorted(set(s_cfg) | set(c_cfg)):
+            if s_cfg.get(key) != c_cfg.get(key):
+                return (
+                    f"it belongs to another configuration ({key} = {s_cfg.get(key)!r} in the "
+                    f"checkpoint, {c_cfg.get(key)!r} now)"
+                )
+    s_data, c_data = saved.get("data"), current["data"]
+    if s_data != c_data:
+        if not isinstance(s_data, dict):
+            return "its fingerprint is malformed"
+        for key in ("n_items", "n_sessions", "n_events"):
+            if s_data.get(key) != c_data[key]:
+                return (
+                    f"it belongs to another dataset ({key} {s_data.get(key)!r} in the "
+                    f"checkpoint, {c_data[key]!r} now)"
+                )
+        return "it belongs to another dataset (same size, different events)"
+    return None
+
+
+def check_checkpoint_dir(directory: str | Path) -> None:
+    """Up-front check that checkpoints can be written to ``directory``."""
+    ck = Path(directory) / CHECKPOINT
+    check_output_dir(ck, CHECKPOINT_FILES, what="checkpoint")
 
 
 def save_checkpoint(directory: Path, state: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
-    with atomic_dir(directory / CHECKPOINT) as tmp:
+    with atomic_dir(directory / CHECKPOINT, names=CHECKPOINT_FILES, what="checkpoint") as tmp:
         save_tensors(tmp / "state.safetensors", state)
         (tmp / "info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
 
 
-def load_checkpoint(directory: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _epoch_result(h: Any) -> EpochResult | None:
+    """An EpochResult from a saved history entry, None if malformed."""
+    if not isinstance(h, dict) or set(h) != {"epoch", "loss", "events", "seconds", "metrics"}:
+        return None
+    metrics = h["metrics"]
+    if not (
+        _is_int(h["epoch"])
+        and _is_num(h["loss"])
+        and _is_int(h["events"])
+        and _is_num(h["seconds"])
+        and isinstance(metrics, dict)
+        and all(_is_num(v) for v in metrics.values())
+    ):
+        return None
+    return EpochResult(**h)
+
+
+def _check_info(file: Path, info: Any) -> dict[str, Any]:
+    """The checkpoint's info.json, validated field by field (one-line errors)."""
+    if not isinstance(info, dict):
+        raise ModelFileError(f"{file}: must be a JSON object, got {type(info).__name__}")
+
+    def bad(key: str, want: str) -> ModelFileError:
+        got = repr(info[key])[:40] if key in info else "nothing"
+        return ModelFileError(f"{file}: field {key!r} must be {want}, got {got}")
+
+    if not _is_int(info.get("epoch")):
+        raise bad("epoch", "a non-negative integer")
+    if not _is_int(info.get("bad_epochs", 0)):
+        raise bad("bad_epochs", "a non-negative integer")
+    history = info.get("history", [])
+    results = [_epoch_result(h) for h in history] if isinstance(history, list) else [None]
+    if any(r is None for r in results):
+        raise bad("history", "a list of epoch results")
+    info["history"] = results
+    return info
+
+
+def load_checkpoint(
+    directory: Path, fingerprint: dict[str, Any] | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """The checkpoint in ``directory`` (None if there is none): (state, info).
+
+    Its info.json is validated, and when ``fingerprint`` is given it must match the one
+    saved (same config and data) before any tensor is read."""
     ck = directory / CHECKPOINT
     if not ck.exists():
         return None
+    file = ck / "info.json"
     try:
-        info = json.loads((ck / "info.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{ck}: unreadable checkpoint ({exc})") from None
+        info = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"{ck}: unreadable checkpoint ({exc})".splitlines()[0]) from None
+    info = _check_info(file, info)
+    if fingerprint is not None and "fingerprint" in info:
+        why = _fingerprint_mismatch(info["fingerprint"], fingerprint)
+        if why is not None:
+            raise ModelFileError(f"cannot resume from {ck}: {why}")
     return load_tensors(ck / "state.safetensors"), info
 
 
@@ -104,20 +227,33 @@ def run_training(task: TrainTask, opts: LoopOptions) -> list[EpochResult]:
     best: tuple[float, dict[str, torch.Tensor]] | None = None
     bad_epochs = 0
     ckdir = Path(opts.checkpoint_dir) if opts.checkpoint_dir else None
+    if opts.resume and ckdir is None:
+        raise ConfigError("resume needs a checkpoint directory (--checkpoint-dir)")
     if opts.resume and ckdir is not None:
-        loaded = load_checkpoint(ckdir)
+        loaded = load_checkpoint(ckdir, opts.fingerprint)
         if loaded is not None:
             state, info = loaded
-            task.load_state_dict(state)
-            start_epoch = int(info["epoch"]) + 1
-            history = [EpochResult(**h) for h in info.get("history", [])]
-            bad_epochs = int(info.get("bad_epochs", 0))
+            try:
+                task.load_state_dict(state)
+            except (KeyError, RuntimeError, ValueError) as exc:
+                raise ModelFileError(
+                    f"cannot resume from {ckdir / CHECKPOINT}: it does not match this model "
+                    f"(another configuration or dataset?): {one_line(exc)}"
+                ) from None
+            start_epoch = info["epoch"] + 1
+            history = info["history"]
+            bad_epochs = info.get("bad_epochs", 0)
             log.info("resumed from %s after epoch %d", ckdir / CHECKPOINT, start_epoch)
         else:
             log.info("no checkpoint in %s: starting from scratch", ckdir)
 
     for epoch in range(start_epoch, opts.n_epochs):
         total = task.n_events(epoch)
+        if total == 0:
+            raise DataError(
+                "no training events: nothing can be learned from this log "
+                f"(epoch {epoch + 1} has 0 events)"
+            )
         bar = Progress(total, f"{opts.desc} epoch {epoch + 1}/{opts.n_epochs}", opts.progress)
         t0 = time.perf_counter()
         loss_sum: torch.Tensor | float = 0.0
@@ -171,6 +307,7 @@ def run_training(task: TrainTask, opts: LoopOptions) -> list[EpochResult]:
                     "epoch": epoch,
                     "bad_epochs": bad_epochs,
                     "history": [h.__dict__ for h in history],
+                    **({"fingerprint": opts.fingerprint} if opts.fingerprint else {}),
                 },
             )
         if stop:

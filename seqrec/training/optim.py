@@ -13,11 +13,11 @@ accumulators too), and ``param.grad`` for ordinary dense parameters.
 * :class:`RowAdam` - Adam; item-matrix rows are updated lazily (like SparseAdam).
 
 Speed (GRU4Rec's training step runs these every step). On contiguous float32 CPU
-tensors :class:`AdagradM` uses the fused C++ kernels of :mod:`seqrec.fused` (one
+tensors :class:`AdagradM` uses the fused C++ kernels of :mod:`seqrec.training.kernels` (one
 in-place pass over the touched rows, one pass over all dense tensors of a step via
 :meth:`RowOptimizer.step_dense_many`); elsewhere (CUDA, kernels switched off or not
 buildable) it runs the torch formulation below. The two agree to float rounding
-(``sqrt``), see :mod:`seqrec.fused`. The torch row update can be given the rows'
+(``sqrt``), see :mod:`seqrec.training.kernels`. The torch row update can be given the rows'
 current values (``old``, which the training step has gathered anyway) and then writes
 ``old - step`` with ``index_copy_`` instead of ``index_add_``: bit for bit the same
 result, less work.

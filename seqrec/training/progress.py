@@ -27,10 +27,11 @@ class Progress:
         desc: str,
         enabled: bool = True,
         stream: TextIO | None = None,
-        every: float = PLAIN_EVERY_SECONDS,
+        every: float | None = None,
     ) -> None:
         self.stream = stream if stream is not None else sys.stderr
-        self.total, self.desc, self.every = total, desc, every
+        self.total, self.desc = total, desc
+        self.every = PLAIN_EVERY_SECONDS if every is None else every
         self.enabled = enabled
         isatty = getattr(self.stream, "isatty", None)
         self.bar = None

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from seqrec.data.sessions import SessionLog
+from seqrec.errors import DataError
 from seqrec.models.base import Recommender
 from seqrec.trainconfig import LossConfig, SamplerConfig, TrainConfig
 from seqrec.training import gru4rec_fast, sampling
@@ -68,6 +69,18 @@ ACCELERATORS: dict[str, Callable[[SessionParallelTask], Any]] = {
 }
 
 
+def check_trainable(name: str, train: SessionLog) -> None:
+    """DataError when no session has two events: the family learns from (click, next
+    click) pairs inside sessions, so such a log gives it nothing to learn."""
+    if int(np.maximum(train.lengths - 1, 0).sum()) == 0:
+        raise DataError(
+            f"{name}: nothing to learn: {train.n_sessions:,} sessions with "
+            f"{train.n_events:,} events, but no session has 2 or more events (a "
+            "session-parallel model learns from consecutive clicks of a session; check "
+            "the session column)"
+        )
+
+
 class SessionParallelTask:
     """A :class:`seqrec.training.loop.TrainTask` for a recurrent model's network."""
 
@@ -79,6 +92,7 @@ class SessionParallelTask:
         loss_cfg: LossConfig,
         sampler_cfg: SamplerConfig,
     ) -> None:
+        check_trainable(model.name, train)
         net: Any = model.net_  # type: ignore[attr-defined]
         self.model, self.net, self.device = model, net, model.device_
         self.cfg, self.loss_cfg = cfg, loss_cfg

@@ -15,17 +15,20 @@ restored), malloc only by ``malloc_tuning``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from seqrec.config import config_to_dict
 from seqrec.data.idmap import ItemIndex
 from seqrec.data.samples import Samples
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError
 from seqrec.models.base import Recommender, resolve_device
 from seqrec.trainconfig import training_configs, training_dict
-from seqrec.training.loop import LoopOptions, TrainTask, run_training
+from seqrec.training import kernels
+from seqrec.training.loop import LoopOptions, TrainTask, checkpoint_fingerprint, run_training
 from seqrec.training.sequence_task import sequence_task
 from seqrec.training.session_parallel import SessionParallelTask
 from seqrec.training.sysmem import keep_freed_memory
@@ -39,6 +42,8 @@ FAMILIES: dict[str, Callable[..., TrainTask]] = {
 }
 
 Validator = Callable[[], dict[str, float]]
+
+log = logging.getLogger("seqrec.training")
 
 
 def build_task(
@@ -103,6 +108,10 @@ def fit(
     task = build_task(model, train, item_index=item_index, **keys)
     if validate is None and valid is not None and len(valid) > 0:
         validate = default_validator(model, valid, int(model.training_keys["eval_batch_size"]))
+    fingerprint = None  # what a checkpoint must match to be resumed: keys and data
+    if checkpoint_dir:
+        keys_used = {**config_to_dict(model.config), **model.training_keys}
+        fingerprint = checkpoint_fingerprint(keys_used, train, model.n_items_)
     model.in_fit = True  # weights change in place: no inference caches meanwhile
     try:
         history = run_training(
@@ -115,6 +124,7 @@ def fit(
                 progress=progress,
                 desc=model.name,
                 validate=validate,
+                fingerprint=fingerprint,
             ),
         )
     finally:
@@ -125,4 +135,13 @@ def fit(
         {"epoch": h.epoch + 1, "loss": h.loss, "events_per_s": h.events_per_second, **h.metrics}
         for h in history
     ]
+    model.meta_["kernels"] = kernels.compute_path(model.device_)  # which path trained it
+    log.info(
+        "%s: %d epochs, %s events in %.1f s (%s)",
+        model.name,
+        len(history),
+        f"{sum(h.events for h in history):,}",
+        sum(h.seconds for h in history),
+        model.meta_["kernels"],
+    )
     return model

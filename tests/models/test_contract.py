@@ -5,6 +5,7 @@ A new model is covered once it is in the registry and sets ``small_config`` (sma
 fast settings); no model is named here.
 """
 
+import inspect
 import json
 
 import numpy as np
@@ -17,7 +18,7 @@ from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError, ModelFileError
 from seqrec.models import MODELS, load_model
 from seqrec.models.base import (
-    FORMAT_VERSION,
+    FORMAT_VERSIONS,
     LinearReadout,
     Recommender,
     RecurrentScorer,
@@ -160,8 +161,12 @@ def _stepped(model, history):
     return state, scores
 
 
-def test_every_model_is_a_scorer(fitted):
+def test_every_model_is_a_scorer_with_the_one_fit_signature(fitted):
     assert isinstance(fitted, Scorer)
+    params = inspect.signature(type(fitted).fit).parameters
+    assert list(params) == ["self", "train", "valid", "item_index"]
+    assert params["valid"].default is None
+    assert params["item_index"].kind is inspect.Parameter.KEYWORD_ONLY
 
 
 def test_state_advancer_advances_like_step_and_encodes_like_stepping(fitted):
@@ -208,7 +213,7 @@ def test_format_version_1_directories_still_load(fitted, tmp_path):
     """Version 1 saved one flat config (model and training keys together)."""
     path = fitted.save(tmp_path / "m")
     info = json.loads((path / "config.json").read_text())
-    assert info["format_version"] == FORMAT_VERSION
+    assert info["format_version"] == FORMAT_VERSIONS[-1] == 2
     info["config"] = {**info["config"], **info.pop("training")}
     info["format_version"] = 1
     (path / "config.json").write_text(json.dumps(info))
@@ -221,9 +226,10 @@ def test_format_version_1_directories_still_load(fitted, tmp_path):
 def test_a_newer_format_version_is_a_one_line_error(fitted, tmp_path):
     path = fitted.save(tmp_path / "m")
     info = json.loads((path / "config.json").read_text())
-    info["format_version"] = FORMAT_VERSION + 1
+    newer = FORMAT_VERSIONS[-1] + 1
+    info["format_version"] = newer
     (path / "config.json").write_text(json.dumps(info))
-    with pytest.raises(ModelFileError, match=f"format version {FORMAT_VERSION + 1}") as exc:
+    with pytest.raises(ModelFileError, match=f"'format_version' is {newer}") as exc:
         load_model(path)
     assert "\n" not in str(exc.value)
 

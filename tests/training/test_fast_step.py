@@ -276,14 +276,19 @@ def test_train_dropout_noise_is_seeded_by_torch():
     assert set(n1.unique().tolist()) <= {0.0, float(1.0 / torch.tensor(0.7))}
 
 
-def test_train_dropout_without_kernels_is_f_dropout(monkeypatch):
+def test_train_dropout_without_kernels_draws_the_counter_based_noise(monkeypatch):
+    """The torch fallback draws the kernels' noise (one seed from torch's generator, the
+    counter hash), not ``F.dropout``'s: the same seed trains the same model either way
+    (bit-for-bit comparison with the kernel: tests/test_fused.py)."""
     monkeypatch.setenv(fused.ENV_SWITCH, "0")
     fused._reset()
     try:
         x = torch.randn(64, 32)
         torch.manual_seed(1)
-        out, _ = train_dropout(x, 0.3)
+        out, noise = train_dropout(x, 0.3)
         torch.manual_seed(1)
-        assert torch.equal(out, torch.nn.functional.dropout(x, 0.3, True))
+        seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+        assert torch.equal(noise, fused._dropout_noise_torch(torch.empty(64, 32), seed, 0.7))
+        assert torch.equal(out, x * noise)
     finally:
         fused._reset()

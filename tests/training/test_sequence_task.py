@@ -191,3 +191,15 @@ def test_row_sparse_tables_update_only_the_touched_rows(optimizer: str) -> None:
     # the same net learns the chain with row-sparse updates
     hist = run_training(task, LoopOptions(n_epochs=8, progress=False))
     assert hist[-1].loss < hist[0].loss
+
+
+def test_family_keys_belong_to_the_sequences_family_only() -> None:
+    from seqrec.models.fpmc import FPMC
+    from seqrec.models.gru4rec import GRU4Rec
+
+    model = FPMC(max_len=7, negatives="in-batch", loss="gbce", gbce_t=0.5)
+    assert model.training_keys["max_len"] == 7 and model.training_keys["gbce_t"] == 0.5
+    with pytest.raises(ConfigError, match="unknown config key 'max_len'"):
+        GRU4Rec(max_len=7)  # a session-parallel model has no window
+    with pytest.raises(ConfigError, match="negatives"):
+        FPMC(negatives="hard")

@@ -383,14 +383,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_sessions=args.max_sessions,
         max_k=args.max_k,
         max_body_bytes=args.max_body_bytes,
+        host=args.host,
+        port=args.port,
         workers=args.workers,
+        threads=args.threads,
+        offload={"auto": None, "on": True, "off": False}[args.offload],
         device=args.device or "cpu",
         ann=args.ann,
         ann_nprobe=args.ann_nprobe,
+        log_level=args.log_level,
     )
-    return serve(
-        config, host=args.host, port=args.port, threads=args.threads, log_level=args.log_level
-    )
+    return serve(config)
 
 
 # --------------------------------------------------------------------------- parser
@@ -728,6 +731,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=1,
         help="torch threads per worker (default 1: lowest latency under concurrent load)",
+    )
+    p.add_argument(
+        "--offload",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="answer requests in a worker thread instead of on the event loop: on keeps "
+        "the loop parsing requests while a store call blocks; auto (default) = on for a "
+        "Redis store, off for the in-memory one (lower latency)",
     )
     p.add_argument(
         "--ann",

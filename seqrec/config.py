@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from seqrec.errors import ConfigError
+from seqrec.quoting import escape, quote
 
 C = TypeVar("C")
 
@@ -30,9 +31,10 @@ def parse_value(text: str) -> Any:
     (0.2, True, [480], 'bpr-max')
     """
     try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+        doc = tomllib.loads(f"v = {text}")
+    except (tomllib.TOMLDecodeError, RecursionError):  # RecursionError: [[[[... too deep
         return text
+    return doc["v"] if len(doc) == 1 else text  # "1\nx = 2" is not one value
 
 
 def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
@@ -42,7 +44,7 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"--set expects key=value, got {pair!r}")
+            raise ConfigError(f"--set expects key=value, got {quote(pair)}")
         out[key] = parse_value(value.strip())
     return out
 
@@ -52,15 +54,27 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     try:
         with p.open("rb") as fh:
-            return tomllib.load(fh)
+            data = fh.read()
     except FileNotFoundError:
         raise ConfigError(f"{p}: config file not found") from None
-    except OSError as exc:  # a directory, permission denied, ...
+    except IsADirectoryError:
+        raise ConfigError(f"{p}: is a directory, expected a TOML config file") from None
+    except OSError as exc:  # permission denied, a symbolic link loop, ...
         raise ConfigError(f"{p}: cannot read the config file ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: invalid TOML: not UTF-8 text") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{p} line {line}: not valid UTF-8 (byte 0x{data[exc.start]:02x}); "
+            "TOML files are UTF-8"
+        ) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: invalid TOML: {exc}") from None
+        raise ConfigError(f"{p}: invalid TOML: {escape(str(exc))}") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: invalid TOML: arrays or tables nested too deeply") from None
 
 
 def _check_type(name: str, value: Any, tp: Any) -> Any:
@@ -98,9 +112,10 @@ def _check_type(name: str, value: Any, tp: Any) -> Any:
             number = float(value)
         except OverflowError:
             number = math.inf
+        if not isinstance(value, float) and not math.isfinite(number):
+            raise ConfigError(f"config key {name!r}: {escape(repr(value), 80)} is too large")
         if not math.isfinite(number):
-            shown = repr(value) if isinstance(value, float) else "a number too large"
-            raise ConfigError(f"config key {name!r}: expected a finite number, got {shown}")
+            raise ConfigError(f"config key {name!r}: expected a finite number, got {value!r}")
         return number
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -137,12 +152,12 @@ def build_config(cls: type[C], values: Mapping[str, Any] | None = None) -> C:
     if unknown:
         key = unknown[0]
         hint = (
-            f" (did you mean {_closest(key, list(fields))!r}?)"
+            f" (did you mean {quote(_closest(key, list(fields)))}?)"
             if _closest(key, list(fields))
             else ""
         )
         raise ConfigError(
-            f"unknown config key {key!r} for {cls.__name__}{hint}; "
+            f"unknown config key {quote(key)} for {cls.__name__}{hint}; "
             f"valid keys: {', '.join(sorted(fields))}"
         )
     kwargs = {k: _check_type(k, v, hints[k]) for k, v in values.items()}

@@ -7,6 +7,8 @@ key and the problem. The CLI prints it as ``error: <message>`` and exits with co
 
 from __future__ import annotations
 
+from seqrec.quoting import escape
+
 
 def one_line(exc: BaseException, limit: int = 240) -> str:
     """``exc``'s message on one line (lines joined by spaces), at most ``limit`` chars."""
@@ -15,7 +17,14 @@ def one_line(exc: BaseException, limit: int = 240) -> str:
 
 
 class SeqrecError(Exception):
-    """Base class of all errors caused by user input."""
+    """Base class of all errors caused by user input.
+
+    ``str()`` of one is always printable: a control character that reached the message
+    (a file name, a value no reader quoted) is shown escaped (``\\n``, ``\\x1b``), so
+    the message stays one line and cannot drive the user's terminal."""
+
+    def __str__(self) -> str:
+        return escape(super().__str__(), limit=None)
 
 
 class DataError(SeqrecError):

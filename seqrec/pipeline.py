@@ -70,6 +70,17 @@ def fit_model(
     )
 
 
+def _when(t: float) -> str:
+    """A unix time as a UTC date, or as the number if no calendar date has it
+    (a time in milliseconds, or garbage: year > 9999)."""
+    import datetime as dt
+
+    try:
+        return f"{dt.datetime.fromtimestamp(t, dt.UTC):%Y-%m-%d %H:%M} UTC"
+    except (OverflowError, OSError, ValueError):
+        return f"{t:g} (not a date in seconds)"
+
+
 def data_stats(path: str | Path, fmt: str = "auto", columns: Any = None) -> str:
     """Human-readable statistics of a data file (events, sessions, items, lengths)."""
     from seqrec.data.loading import detect_format, read_log
@@ -84,11 +95,8 @@ def data_stats(path: str | Path, fmt: str = "auto", columns: Any = None) -> str:
     if log.users is not None:
         lines.append(f"  users     {len(np.unique(log.users)):,}")
     if log.times is not None and log.n_events:
-        import datetime as dt
-
-        t0 = dt.datetime.fromtimestamp(float(np.min(log.times)), dt.UTC)
-        t1 = dt.datetime.fromtimestamp(float(np.max(log.times)), dt.UTC)
-        lines.append(f"  time span {t0:%Y-%m-%d %H:%M} -> {t1:%Y-%m-%d %H:%M} UTC")
+        t0, t1 = float(np.min(log.times)), float(np.max(log.times))
+        lines.append(f"  time span {_when(t0)} -> {_when(t1)}")
     if log.event_types is not None and log.event_type_names:
         counts = np.bincount(log.event_types.astype(np.int64), minlength=len(log.event_type_names))
         lines.append(

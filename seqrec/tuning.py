@@ -36,33 +36,11 @@ from seqrec.data.samples import Samples
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError, SeqrecError
 from seqrec.persist import atomic_write_bytes
+from seqrec.quoting import escape
 
 log = logging.getLogger("seqrec.tuning")
 
 SPEC_KEYS = {"type", "low", "high", "log", "step", "choices"}
-
-
-def _check_range(path: str | Path, name: str, spec: dict[str, Any], kind: str) -> None:
-    """low/high/step of a float or int parameter: finite numbers (integers for int),
-    low <= high, step > 0, log only with low > 0, log a boolean."""
-
-    def number(v: Any) -> bool:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            return False
-        return isinstance(v, int) if kind == "int" else math.isfinite(v)
-
-    want = "integers" if kind == "int" else "finite numbers"
-    for key in ("low", "high"):
-        if not number(spec.get(key)):
-            raise ConfigError(f"{path}: [{name}] {key} must be given as {want}")
-    if spec["low"] > spec["high"]:
-        raise ConfigError(f"{path}: [{name}] needs low <= high")
-    if "step" in spec and (not number(spec["step"]) or spec["step"] <= 0):
-        raise ConfigError(f"{path}: [{name}] step must be a positive {want[:-1]}")
-    if not isinstance(spec.get("log", False), bool):
-        raise ConfigError(f"{path}: [{name}] log must be true or false")
-    if spec.get("log") and spec["low"] <= 0:
-        raise ConfigError(f"{path}: [{name}] log = true needs low > 0")
 
 
 def load_space(path: str | Path) -> dict[str, dict[str, Any]]:
@@ -70,23 +48,45 @@ def load_space(path: str | Path) -> dict[str, dict[str, Any]]:
     raw = load_toml(path)
     space: dict[str, dict[str, Any]] = {}
     for name, spec in raw.items():
+        shown = escape(name, 60)
         if not isinstance(spec, dict):
-            raise ConfigError(f"{path}: [{name}] must be a table with a 'type' key")
+            raise ConfigError(f"{path}: [{shown}] must be a table with a 'type' key")
         unknown = set(spec) - SPEC_KEYS
         if unknown:
-            raise ConfigError(f"{path}: [{name}] has unknown key(s) {sorted(unknown)}")
+            raise ConfigError(f"{path}: [{shown}] has unknown key(s) {sorted(unknown)}")
         kind = spec.get("type")
         if kind in ("float", "int"):
-            _check_range(path, name, spec, kind)
+            _check_range(path, shown, kind, spec)
         elif kind == "categorical":
             if not isinstance(spec.get("choices"), list) or not spec["choices"]:
-                raise ConfigError(f"{path}: [{name}] needs a non-empty 'choices' list")
+                raise ConfigError(f"{path}: [{shown}] needs a non-empty 'choices' list")
         else:
-            raise ConfigError(f"{path}: [{name}] type must be float, int or categorical")
+            raise ConfigError(f"{path}: [{shown}] type must be float, int or categorical")
         space[name] = spec
     if not space:
         raise ConfigError(f"{path}: empty search space")
     return space
+
+
+def _check_range(path: str | Path, shown: str, kind: str, spec: dict[str, Any]) -> None:
+    """low <= high (numbers: integers for type int), log needs low > 0, step > 0."""
+    number = int if kind == "int" else (int, float)
+    for key in ("low", "high", "step"):
+        value = spec.get(key)
+        if value is None and key == "step":
+            continue
+        finite = not isinstance(value, float) or math.isfinite(value)
+        if isinstance(value, bool) or not isinstance(value, number) or not finite:
+            what = "an integer" if kind == "int" else "a finite number"
+            raise ConfigError(f"{path}: [{shown}] {key} must be {what}")
+    if spec["low"] > spec["high"]:
+        raise ConfigError(f"{path}: [{shown}] needs low <= high")
+    if not isinstance(spec.get("log", False), bool):
+        raise ConfigError(f"{path}: [{shown}] log must be true or false")
+    if spec.get("log") and spec["low"] <= 0:
+        raise ConfigError(f"{path}: [{shown}] log = true needs low > 0")
+    if spec.get("step") is not None and spec["step"] <= 0:
+        raise ConfigError(f"{path}: [{shown}] step must be > 0")
 
 
 def suggest(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:

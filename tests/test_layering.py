@@ -6,8 +6,8 @@ importing a module actually loads (its module-level imports and every package
 ``__init__`` on the way, transitively) is checked too, and a subprocess confirms it.
 
 Rules (``seqrec.`` omitted):
-* data imports only data and errors;
-* config, errors, persist, trainconfig (the core) import only the core;
+* data imports only data and the core;
+* config, errors, persist, quoting, trainconfig (the core) import only the core;
 * a model module imports only models.base, nn, data and the core; the one exception
   is the lazy ``import seqrec.training`` in ``Recommender.fit`` (SEAM);
 * models/__init__ imports nothing at module level (registry and base lazily);
@@ -32,7 +32,8 @@ import pytest
 import seqrec
 
 PKG = Path(seqrec.__file__).parent
-CORE = {"seqrec", "seqrec.config", "seqrec.errors", "seqrec.persist", "seqrec.trainconfig"}
+CORE = {"seqrec", "seqrec.config", "seqrec.errors", "seqrec.persist", "seqrec.quoting"}
+CORE |= {"seqrec.trainconfig"}
 SEAM = ("seqrec.models.base", "Recommender.fit", "seqrec.training")
 
 

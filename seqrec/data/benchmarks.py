@@ -21,17 +21,19 @@ without a Python loop per line.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from seqrec.data.events import Columns, Events, build_log, check_file, read_events
+from seqrec.data.events import Columns, Events, build_log, check_text_file, read_events
 from seqrec.data.idmap import ItemIndex
 from seqrec.data.report import DataReport
 from seqrec.data.samples import Samples
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import DataError
+from seqrec.quoting import quote
 
 TAOBAO_COLUMNS = ("user", "item", "category", "behavior", "timestamp")
 TAOBAO_BEHAVIORS = ("pv", "cart", "fav", "buy")
@@ -51,17 +53,15 @@ class TokenFile:
     made of integers.
     """
 
-    path: Path
+    path: Path  # as the caller named it (for messages)
     header: list[str] | None
     values: np.ndarray  # (n_tokens,) int64
     line: np.ndarray  # (n_tokens,) 0-based line index in the body
     field: np.ndarray  # (n_tokens,) 0-based tab-separated field of the token
     n_lines: int  # body lines (blank ones included)
     tabs: np.ndarray  # (n_lines,) tab count per line
-
-    @property
-    def first_line_no(self) -> int:
-        return 2 if self.header is not None else 1
+    first_line_no: int = 1  # line number of the first body line
+    lead_blank: int = 0  # blank lines before the header (not in the body)
 
     def where(self, line: int) -> str:
         return f"{self.path} line {self.first_line_no + int(line)}"
@@ -77,17 +77,24 @@ class TokenFile:
 def scan_tokens(path: str | Path, allow_header: bool = False) -> TokenFile:
     """Parse a file of integer tokens. With ``allow_header``, a first line that is not
     made of integers is returned as ``header`` (tab-separated) for the caller to check."""
-    p = check_file(path)
+    p = check_text_file(path)
     raw = p.read_bytes()
+    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark is not a token
+        raw = raw[3:]
     if not raw.strip():
-        raise DataError(f"{path}: file is empty")
-    nl = raw.find(b"\n")
-    first = raw[: nl if nl >= 0 else len(raw)].decode("utf-8", errors="replace").strip("\r\ufeff")
-    is_header = allow_header and any(c not in "0123456789 \t" for c in first)
+        raise DataError(f"{path}: no data (only blank lines)")
+    if raw.count(b"\r") != raw.count(b"\r\n"):  # a carriage return alone ends a line too
+        raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    lead = re.match(rb"(?:[ \t\r]*\n)*", raw).end() if allow_header else 0  # type: ignore[union-attr]
+    nl = raw.find(b"\n", lead)
+    first = raw[lead : nl if nl >= 0 else len(raw)].decode("utf-8", errors="replace")
+    first = first.strip("\r\ufeff")
+    is_header = allow_header and any(c.isalpha() for c in first)  # words, not ids
     header = [h.strip() for h in first.split("\t")] if is_header else None
     skip = (nl + 1 if nl >= 0 else len(raw)) if is_header else 0
     body = np.frombuffer(raw, dtype=np.uint8)[skip:]
-    base = 2 if is_header else 1
+    n_lead = raw.count(b"\n", 0, lead) if is_header else 0
+    base = 2 + n_lead if is_header else 1
     is_nl = body == 10
     is_tab = body == 9
     is_space = is_nl | is_tab | (body == 32) | (body == 13)
@@ -103,7 +110,7 @@ def scan_tokens(path: str | Path, allow_header: bool = False) -> TokenFile:
         if header is not None and text.strip() == first.strip():
             raise DataError(f"{path} line {base + line}: duplicate header line inside the data")
         tok = next((t for t in text.split() if any(c not in "0123456789" for c in t)), text)
-        raise DataError(f"{path} line {base + line}: token {tok!r} is not an integer id")
+        raise DataError(f"{path} line {base + line}: token {quote(tok)} is not an integer id")
     n_lines = len(nl_pos) + (1 if len(body) and not is_nl[-1] else 0)
     prev_space = np.empty(len(body), dtype=bool)
     if len(body):
@@ -129,7 +136,8 @@ def scan_tokens(path: str | Path, allow_header: bool = False) -> TokenFile:
     tabs_before_line = np.searchsorted(tab_pos, line_start[line])
     field = tabs_before_tok - tabs_before_line
     tabs = np.bincount(np.searchsorted(nl_pos, tab_pos), minlength=n_lines)[:n_lines]
-    return TokenFile(p, header, values, line, field, n_lines, tabs)
+    # messages name the file as given, not its decompressed / re-encoded temporary copy
+    return TokenFile(Path(path), header, values, line, field, n_lines, tabs, base, n_lead)
 
 
 def _ids_to_str(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -165,8 +173,8 @@ def _require_one(tf: TokenFile, field: int, name: str, lines: np.ndarray) -> Non
 
 def _nonblank(tf: TokenFile, report: DataReport) -> np.ndarray:
     blank = tf.blank_lines()
-    if len(blank):
-        report.add("read", "blank lines skipped", len(blank))
+    if len(blank) + tf.lead_blank:
+        report.add("read", "blank lines skipped", len(blank) + tf.lead_blank)
     keep = np.ones(tf.n_lines, dtype=bool)
     keep[blank] = False
     lines = np.flatnonzero(keep)
@@ -189,8 +197,8 @@ def read_sessions_file(path: str | Path, item_index: ItemIndex | None = None) ->
     if tf.header is not None:
         if tf.header != SESSIONS_HEADER:
             raise DataError(
-                f"{path} line 1: unexpected header {chr(9).join(tf.header)!r} "
-                f"(expected {chr(9).join(SESSIONS_HEADER)!r} or no header)"
+                f"{path} line 1: unexpected header {quote(chr(9).join(tf.header))} "
+                f"(expected {quote(chr(9).join(SESSIONS_HEADER))} or no header)"
             )
         _check_fields(tf, 3, lines)
         _require_one(tf, 0, "session id", lines)
@@ -221,8 +229,8 @@ def read_samples_file(
     a frozen ``item_index`` become -1 (counted in the report)."""
     tf = scan_tokens(path, allow_header=True)
     if tf.header not in SAMPLES_HEADERS:
-        expected = " or ".join(repr("\t".join(h)) for h in SAMPLES_HEADERS)
-        got = "no header" if tf.header is None else repr("\t".join(tf.header))
+        expected = " or ".join(quote("\t".join(h)) for h in SAMPLES_HEADERS)
+        got = "no header" if tf.header is None else quote("\t".join(tf.header))
         raise DataError(f"{path} line 1: expected the header {expected}, got {got}")
     report = DataReport()
     lines = _nonblank(tf, report)
@@ -303,13 +311,13 @@ def read_recbole(
 
     The ``:type`` suffixes are dropped before the usual column detection, so ML-100K
     gives one history per user, sorted by timestamp (ties keep file order)."""
-    p = check_file(path)
+    p = check_text_file(path)
     with p.open(encoding="utf-8-sig", errors="replace") as fh:
         first = next((ln for ln in fh if ln.strip()), "").rstrip("\r\n")
     raw = first.split("\t")
     if not all(":" in h for h in raw):
         raise DataError(
-            f"{path} line 1: expected a RecBole header like 'user_id:token', got {first!r}"
+            f"{path} line 1: expected a RecBole header like 'user_id:token', got {quote(first)}"
         )
     names = [h.split(":", 1)[0].strip() for h in raw]
     return read_events(p, columns, fmt="tsv", item_index=item_index, names=names, header=True)
@@ -319,9 +327,10 @@ def read_movielens(
     path: str | Path, item_index: ItemIndex | None = None, columns: Columns | None = None
 ) -> Result:
     """MovieLens ``ratings.csv`` (``userId,movieId,rating,timestamp``): one history per
-    user sorted by timestamp (ties keep file order)."""
-    cols = columns or Columns(user="userId", item="movieId", time="timestamp")
-    return read_events(path, cols, fmt="csv", item_index=item_index, delimiter=",")
+    user sorted by timestamp (ties keep file order). The delimiter is sniffed (a tab
+    too); without a timestamp column, file order is kept."""
+    cols = columns or Columns(user="userId", item="movieId")
+    return read_events(path, cols, fmt="csv", item_index=item_index)
 
 
 # ----------------------------------------------------------------------------- raw logs

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO
 
 from seqrec.errors import DataError
+from seqrec.quoting import escape, quote
 
 __all__ = ["compression_of", "plain_file"]
 
@@ -39,12 +40,13 @@ _KINDS: tuple[tuple[str, bytes, Callable[..., IO[bytes]] | None], ...] = (
     ("bzip2", b"BZh", bz2.open),
     ("xz", b"\xfd7zXZ\x00", lzma.open),
     ("zip", b"PK\x03\x04", None),
+    ("zip", b"PK\x05\x06", None),  # an empty archive
     ("zstd", b"\x28\xb5\x2f\xfd", None),
 )
 _ERRORS = (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile, zlib.error, ValueError)
 
 _lock = threading.Lock()
-_cache: dict[tuple[str, int, int], Path] = {}
+_cache: dict[tuple[str, str, int, int], Path] = {}
 _tmpdir: str | None = None
 
 
@@ -90,19 +92,31 @@ def plain_file(p: Path, shown: str | Path) -> Path:
             f"{shown}: zstd-compressed file; decompress it first (e.g. unzstd {p.name}): "
             "seqrec reads plain text, gzip, bzip2, xz, single-file zip and Parquet files"
         )
+    return converted_copy(p, kind, lambda folder: _decompress(p, kind, shown, folder))
+
+
+def converted_copy(p: Path, kind: str, convert: Callable[[Path], Path]) -> Path:
+    """The temporary copy ``convert(folder)`` makes of ``p`` (decompressed, re-encoded),
+    made once per process while ``p`` is unchanged. ``convert`` writes one file into the
+    fresh private ``folder`` and returns it (the folder is removed if it raises)."""
     st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    key = (str(p.resolve()), kind, st.st_size, st.st_mtime_ns)
     with _lock:
         cached = _cache.get(key)
         if cached is not None and cached.exists():
             return cached
-        out = _decompress(p, kind, shown)
+        folder = Path(tempfile.mkdtemp(dir=_directory()))  # one folder per input: no clashes
+        try:
+            out = convert(folder)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        os.chmod(out, 0o600)
         _cache[key] = out
         return out
 
 
-def _decompress(p: Path, kind: str, shown: str | Path) -> Path:
-    folder = Path(tempfile.mkdtemp(dir=_directory()))  # one folder per input: no clashes
+def _decompress(p: Path, kind: str, shown: str | Path, folder: Path) -> Path:
     try:
         if kind == "zip":
             with zipfile.ZipFile(p) as zf:
@@ -113,7 +127,10 @@ def _decompress(p: Path, kind: str, shown: str | Path) -> Path:
                         "archive of exactly one file (extract the one you mean)"
                     )
                 name = _plain_name(Path(members[0].filename))
-                log.info("%s: reading %s from the zip archive (temporary copy)", shown, name)
+                if name in ("", ".", ".."):
+                    name = "member"  # a hostile member name never leaves the folder
+                shown_name = quote(members[0].filename)
+                log.info("%s: reading %s from the zip archive (temporary copy)", shown, shown_name)
                 out = folder / name
                 with zf.open(members[0]) as src, out.open("wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
@@ -124,15 +141,10 @@ def _decompress(p: Path, kind: str, shown: str | Path) -> Path:
             log.info("%s: decompressing (%s) into a temporary copy", shown, kind)
             with opener(p) as src, out.open("wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
-    except DataError:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
     except _ERRORS as exc:
-        shutil.rmtree(folder, ignore_errors=True)
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip()
+        msg = escape(text.splitlines()[0] if text else type(exc).__name__, 120)
         raise DataError(f"{shown}: cannot decompress this {kind} file ({msg})") from None
     if out.stat().st_size == 0:
-        shutil.rmtree(folder, ignore_errors=True)
         raise DataError(f"{shown}: file is empty (after {kind} decompression)")
-    os.chmod(out, 0o600)
     return out

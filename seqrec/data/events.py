@@ -20,7 +20,7 @@ Conventions:
 
 from __future__ import annotations
 
-import csv
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +31,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from seqrec.data.compressed import plain_file
+from seqrec.data.csvrows import bad_row, data_row, row_start_line
 from seqrec.data.idmap import UNKNOWN, ItemIndex
 from seqrec.data.preprocess import sessionize
 from seqrec.data.report import DataReport
 from seqrec.data.sessions import SessionLog
+from seqrec.data.textfile import first_invalid_utf8, text_file
 from seqrec.errors import DataError
+from seqrec.quoting import escape, quote
 
 ALIASES: dict[str, tuple[str, ...]] = {
     "session": ("SessionId", "session_id", "sessionId", "session"),
@@ -60,13 +63,17 @@ class Columns:
     def resolve(self, names: Sequence[str], source: str) -> dict[str, str]:
         """Map each role to a column of ``names``; errors name the file and columns."""
         names = list(names)
-        shown = ", ".join(names)
+        shown = ", ".join(escape(n, 40) for n in names[:30])
+        if len(names) > 30:
+            shown += f", ... ({len(names)} columns)"
         out: dict[str, str] = {}
         for role in ROLES:
             given = getattr(self, role)
             if given is not None:
                 if given not in names:
-                    raise DataError(f"{source}: column {given!r} not found (columns: {shown})")
+                    raise DataError(
+                        f"{source}: column {quote(given)} not found (columns: {shown})"
+                    )
                 out[role] = given
                 continue
             lower = {n.lower(): n for n in reversed(names)}
@@ -88,7 +95,7 @@ class Columns:
         dup = next((c for c in used if used.count(c) > 1), None)
         if dup is not None:
             roles = [r for r, c in out.items() if c == dup]
-            raise DataError(f"{source}: column {dup!r} is used for {' and '.join(roles)}")
+            raise DataError(f"{source}: column {quote(dup)} is used for {' and '.join(roles)}")
         return out
 
 
@@ -116,32 +123,42 @@ class Table:
 
 
 def _line_of_row(path: Path, row: int, delimiter: str, header: bool) -> int:
-    """1-based line number of 0-based data row ``row`` (blank lines are skipped)."""
-    target = row + int(header)
-    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
-        k = 0
-        reader = csv.reader(fh, delimiter=delimiter)
-        for fields in reader:
-            if not fields:
-                continue
-            if k == target:
-                return reader.line_num
-            k += 1
-    return target + 1  # not reached for rows that exist
+    """1-based line on which 0-based data row ``row`` starts (blank lines are skipped)."""
+    return row_start_line(path, delimiter, row, header)
 
 
 def check_file(path: str | Path) -> Path:
-    """The file to read for ``path``: DataError if it does not exist, is not a file or is
-    empty; a compressed file (gzip, bzip2, xz, single-file zip) gives its decompressed
-    temporary copy (:mod:`seqrec.data.compressed`). Messages keep naming ``path``."""
+    """The file to read for ``path``: DataError if it does not exist (or is a broken
+    link or a link loop), is not a regular file, cannot be read or is empty; a
+    compressed file (gzip, bzip2, xz, single-file zip) gives its decompressed temporary
+    copy (:mod:`seqrec.data.compressed`). Messages keep naming ``path``."""
     p = Path(path)
-    if not p.exists():
-        raise DataError(f"{path}: no such file or directory")
-    if p.is_dir():
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        if p.is_symlink():
+            raise DataError(f"{path}: broken symbolic link (its target does not exist)") from None
+        raise DataError(f"{path}: no such file or directory") from None
+    except OSError as exc:  # a symbolic link loop, a name too long, ...
+        raise DataError(f"{path}: cannot open ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
         raise DataError(f"{path}: is a directory, expected a file")
-    if p.stat().st_size == 0:
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"{path}: not a regular file (a FIFO, socket or device), expected a file")
+    try:
+        with p.open("rb"):
+            pass
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if st.st_size == 0:
         raise DataError(f"{path}: file is empty")
     return plain_file(p, path)
+
+
+def check_text_file(path: str | Path) -> Path:
+    """:func:`check_file`, then the text checks of :func:`~seqrec.data.textfile.text_file`
+    (binary data is an error; UTF-16/32 with a byte-order mark is read as UTF-8)."""
+    return text_file(check_file(path), path)
 
 
 def sniff_delimiter(first_line: str, default: str) -> str:
@@ -151,26 +168,16 @@ def sniff_delimiter(first_line: str, default: str) -> str:
     return best if counts[best] > 0 else default
 
 
-def first_row(path: Path, delimiter: str) -> list[str]:
-    """The first non-blank row of a text file, split by ``delimiter``."""
+def first_row(path: Path, delimiter: str, shown: str | Path | None = None) -> list[str]:
+    """The first non-blank row of a text file, split by ``delimiter`` (a quoted header
+    cell may not hold a line break)."""
+    import csv
+
     with path.open(newline="", encoding="utf-8-sig", errors="replace") as fh:
-        for fields in csv.reader(fh, delimiter=delimiter):
-            if fields:
-                return fields
-    raise DataError(f"{path}: file is empty")
-
-
-def _bad_field_count(path: Path, delimiter: str, n_fields: int) -> tuple[int, int] | None:
-    """(line number, field count) of the first non-blank line without ``n_fields`` fields."""
-    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
-        try:
-            for fields in reader:
-                if fields and len(fields) != n_fields:
-                    return reader.line_num, len(fields)
-        except csv.Error as exc:
-            raise DataError(f"{path} line {reader.line_num}: {exc}") from None
-    return None
+        line = next((ln for ln in fh if ln.strip()), "")
+    if not line:
+        raise DataError(f"{shown or path}: no data (only blank lines)")
+    return next(csv.reader([line.rstrip("\r\n")], delimiter=delimiter), [])
 
 
 def read_text_table(
@@ -189,20 +196,24 @@ def read_text_table(
     """
     import pyarrow.csv as pcsv
 
-    p = check_file(path)
+    p = check_text_file(path)
     if delimiter is None:
         with p.open(encoding="utf-8-sig", errors="replace") as fh:
             line = next((ln for ln in fh if ln.strip()), "")
         default = "\t" if p.suffix.lower() in (".tsv", ".txt") else ","
         delimiter = sniff_delimiter(line, default)
-    first = first_row(p, delimiter)
+    first = first_row(p, delimiter, path)
     if not header and names is None:
         raise DataError(f"{path}: a file without header needs column names")
     all_names = [h.strip() for h in first] if names is None else list(names)
     if len(first) != len(all_names):
-        raise DataError(f"{path} line 1: expected {len(all_names)} fields, got {len(first)}")
+        bad = bad_row(p, delimiter, len(all_names), header)
+        raise DataError(
+            f"{path} {bad or f'line 1: expected {len(all_names)} fields, got {len(first)}'}"
+        )
     raw_header = [h.strip() for h in first] if header else None
     roles = (columns or Columns()).resolve(all_names, str(path))
+    _check_header_names(all_names, set(roles.values()), str(path))
     needed = list(dict.fromkeys(roles.values()))
     # name the columns ourselves (header cells stripped of spaces / BOM)
     read_opts = pcsv.ReadOptions(column_names=all_names, skip_rows=_header_skip(p) if header else 0)
@@ -221,12 +232,18 @@ def read_text_table(
                 ),
             )
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as exc:
-        bad = _bad_field_count(p, delimiter, len(all_names))
+        bad = bad_row(p, delimiter, len(all_names), header)
         if bad is not None:
+            raise DataError(f"{path} {bad}") from None
+        where = first_invalid_utf8(p)
+        if where is not None:
             raise DataError(
-                f"{path} line {bad[0]}: expected {len(all_names)} fields, got {bad[1]}"
+                f"{path} line {where[0]}: not valid UTF-8 (byte 0x{where[2]:02x} at column "
+                f"{where[1]}); seqrec reads UTF-8 text (or UTF-16 with a byte-order mark): "
+                "convert the file, e.g. iconv -f latin1 -t utf-8"
             ) from None
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        text = str(exc).strip()
+        msg = escape(text.splitlines()[0] if text else type(exc).__name__, 160)
         raise DataError(f"{path}: cannot parse as delimited text ({msg})") from None
     if data.num_rows == 0:
         raise DataError(f"{path}: no data rows (header only)")
@@ -236,9 +253,25 @@ def read_text_table(
     return table
 
 
+def _check_header_names(
+    names: list[str], used: set[str], source: str, where: str = "in the header"
+) -> None:
+    """A column to read named twice is ambiguous: which one is meant?"""
+    seen: dict[str, int] = {}
+    for k, name in enumerate(names):
+        if name in seen and name in used:
+            line = " line 1" if where == "in the header" else ""
+            raise DataError(
+                f"{source}{line}: column {quote(name)} appears twice {where} "
+                f"(fields {seen[name] + 1} and {k + 1})"
+            )
+        seen[name] = k
+
+
 def _header_skip(p: Path) -> int:
-    """Lines to skip so that reading starts after the header (leading blank lines too)."""
-    with p.open("rb") as fh:
+    """Rows to skip so that reading starts after the header (leading blank lines too;
+    lines end at a line feed, a carriage return or both, as for the parser)."""
+    with p.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
         for k, line in enumerate(fh):
             if line.strip():
                 return k + 1
@@ -265,7 +298,7 @@ def read_parquet_table(path: str | Path, columns: Columns | None = None) -> Tabl
         roles = (columns or Columns()).resolve(schema.names, str(path))
         data = pq.read_table(p, columns=list(dict.fromkeys(roles.values())))
     except (pa.ArrowInvalid, OSError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = escape(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 160)
         raise DataError(f"{path}: not a readable Parquet file ({msg})") from None
     if data.num_rows == 0:
         raise DataError(f"{path}: no data rows")
@@ -281,12 +314,15 @@ def frame_table(frame: Any, columns: Columns | None = None, name: str = "DataFra
     elif isinstance(frame, pd.DataFrame):
         names = [str(c) for c in frame.columns]
         roles = (columns or Columns()).resolve(names, name)
-        sub = frame[list(dict.fromkeys(roles.values()))]
+        _check_header_names(names, set(roles.values()), name, "among the columns")
+        used = list(dict.fromkeys(roles.values()))
+        sub = frame.iloc[:, [names.index(c) for c in used]]  # labels may not be strings
+        sub.columns = used
         try:
             data = pa.Table.from_pandas(sub, preserve_index=False)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
             raise DataError(
-                f"{name}: cannot convert columns ({str(exc).splitlines()[0]})"
+                f"{name}: cannot convert columns ({escape(str(exc).splitlines()[0], 160)})"
             ) from None
     elif hasattr(frame, "to_arrow") and hasattr(frame, "schema"):  # polars
         data = frame.to_arrow()
@@ -295,6 +331,7 @@ def frame_table(frame: Any, columns: Columns | None = None, name: str = "DataFra
             f"{name}: expected a pandas or polars DataFrame, got {type(frame).__name__}"
         )
     roles = (columns or Columns()).resolve(data.column_names, name)
+    _check_header_names(data.column_names, set(roles.values()), name, "among the columns")
     data = data.select(list(dict.fromkeys(roles.values())))
     if data.num_rows == 0:
         raise DataError(f"{name}: no data rows")
@@ -318,7 +355,7 @@ def _check_missing(table: Table, role: str, col: pa.ChunkedArray) -> None:
         missing = pc.or_(missing, pc.equal(pc.utf8_trim_whitespace(col), ""))
     if pc.any(missing).as_py():
         row = int(np.flatnonzero(_np(missing))[0])
-        raise DataError(f"{table.where(row)}: missing value in column {table.roles[role]!r}")
+        raise DataError(f"{table.where(row)}: missing value in column {quote(table.roles[role])}")
 
 
 def factorize_ids(table: Table, role: str) -> tuple[np.ndarray, np.ndarray]:
@@ -328,23 +365,63 @@ def factorize_ids(table: Table, role: str) -> tuple[np.ndarray, np.ndarray]:
     if pa.types.is_dictionary(col.type):
         col = pc.cast(col, col.type.value_type)
     _check_missing(table, role, col)
+    column = quote(table.roles[role])
     if pa.types.is_floating(col.type):
         vals = _np(col).astype(np.float64)
-        frac = np.flatnonzero(vals != np.round(vals))
+        # integral and exactly representable (|v| <= 2**53): 1e300 or inf is no id
+        frac = np.flatnonzero((vals != np.round(vals)) | ~(np.abs(vals) <= 2.0**53))
         if len(frac):
             raise DataError(
                 f"{table.where(int(frac[0]))}: id {float(vals[frac[0]])!r} in column "
-                f"{table.roles[role]!r} is not an integer or string"
+                f"{column} is not an integer or string"
             )
         col = pa.chunked_array([pa.array(vals.astype(np.int64))])
-    if not _is_stringish(col.type):
-        col = pc.cast(col, pa.string())
-    elif not pa.types.is_string(col.type):
-        col = pc.cast(col, pa.large_string())
+    if pa.types.is_boolean(col.type):
+        raise DataError(f"{table.name}: column {column} holds true/false values, not ids")
+    try:
+        if not _is_stringish(col.type):
+            col = pc.cast(col, pa.string())
+        elif not pa.types.is_string(col.type):
+            col = pc.cast(col, pa.large_string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        raise DataError(
+            f"{table.name}: column {column} has type {col.type}; ids must be integers or "
+            "(UTF-8) strings"
+        ) from None
     enc = pc.dictionary_encode(col.combine_chunks() if col.num_chunks != 1 else col.chunk(0))
     codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    _check_control_chars(table, role, enc.dictionary, codes)
     uniques = enc.dictionary.to_numpy(zero_copy_only=False).astype(object)
     return codes, uniques
+
+
+# C0 control characters but the tab, and DEL: never part of an id
+_CONTROL_RE = r"[\x00-\x08\x0a-\x1f\x7f]"
+
+
+def _check_control_chars(table: Table, role: str, uniques: pa.Array, codes: np.ndarray) -> None:
+    """Ids holding a line break (an unclosed quote ran over lines) or another control
+    character (binary data) are errors, named at their first row. Checked on the
+    distinct values, so it costs little."""
+    bad = _np(pc.match_substring_regex(uniques, _CONTROL_RE)).astype(bool)
+    if not bad.any():
+        return
+    row = int(np.flatnonzero(np.isin(codes, np.flatnonzero(bad)))[0])
+    value = str(uniques[int(codes[row])].as_py())
+    column = quote(table.roles[role])
+    if "\n" not in value and "\r" not in value:
+        raise DataError(f"{table.where(row)}: value {quote(value)} in column {column} "
+                        "contains a control character")
+    r = None if table.path is None else data_row(table.path, table.delimiter, row, table.header)
+    if r is not None and r.open_quote:
+        raise DataError(
+            f"{table.name} line {r.start}: unclosed quote (the field runs on to line {r.end}, "
+            "the end of the file)"
+        )
+    raise DataError(
+        f"{table.where(row)}: value {quote(value)} in column {column} contains a line break "
+        "(an unclosed quote?)"
+    )
 
 
 def parse_times(table: Table) -> np.ndarray:
@@ -365,13 +442,13 @@ def parse_times(table: Table) -> np.ndarray:
         if out is None:  # mixed or bad values: the slow path finds and names them
             out = _parse_time_strings(table, _np(col))
     else:
-        raise DataError(f"{table.name}: time column {table.roles['time']!r} has type {t}")
+        raise DataError(f"{table.name}: time column {quote(table.roles['time'])} has type {t}")
     bad = np.flatnonzero(~np.isfinite(out))
     if len(bad):
         raw = _np(col)[bad[0]]
         raise DataError(
-            f"{table.where(int(bad[0]))}: time {str(raw)!r} is not a finite number "
-            f"(column {table.roles['time']!r})"
+            f"{table.where(int(bad[0]))}: time {quote(raw)} is not a finite number "
+            f"(column {quote(table.roles['time'])})"
         )
     return out
 
@@ -416,8 +493,8 @@ def _parse_time_strings(table: Table, values: np.ndarray) -> np.ndarray:
     idx = np.flatnonzero(bad)
     if len(idx):
         raise DataError(
-            f"{table.where(int(idx[0]))}: time {str(values[idx[0]])!r} is not a number or "
-            f"ISO-8601 date (column {table.roles['time']!r})"
+            f"{table.where(int(idx[0]))}: time {quote(values[idx[0]])} is not a number or "
+            f"ISO-8601 date (column {quote(table.roles['time'])})"
         )
     return out
 
@@ -464,15 +541,15 @@ def table_events(table: Table, event_type_order: Sequence[str] | None = None) ->
             if unknown:
                 row = int(np.flatnonzero(codes == names.index(unknown[0]))[0])
                 raise DataError(
-                    f"{table.where(row)}: event type {unknown[0]!r} is not one of "
+                    f"{table.where(row)}: event type {quote(unknown[0])} is not one of "
                     f"{', '.join(order)}"
                 )
             codes = np.asarray([order.index(n) for n in names], dtype=np.int64)[codes]
             names = order
         if len(names) > 127:
             raise DataError(
-                f"{table.name}: column {table.roles['event_type']!r} has {len(names)} distinct "
-                "event types (at most 127)"
+                f"{table.name}: column {quote(table.roles['event_type'])} has {len(names)} "
+                "distinct event types (at most 127)"
             )
         ev.event_types, ev.event_type_names = codes.astype(np.int8), tuple(names)
     return ev
@@ -593,7 +670,7 @@ def read_table(
     if fmt == "parquet":
         return read_parquet_table(source, columns)
     if fmt not in ("csv", "tsv"):
-        raise DataError(f"{source}: read_table reads csv, tsv or parquet, not {fmt!r}")
+        raise DataError(f"{source}: read_table reads csv, tsv or parquet, not {quote(fmt)}")
     if delimiter is None and fmt == "tsv":
         delimiter = "\t"
     return read_text_table(source, columns, delimiter=delimiter, names=names, header=header)

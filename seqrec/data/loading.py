@@ -19,14 +19,23 @@ from pathlib import Path
 from typing import Any, Literal
 
 from seqrec.data import benchmarks as bm
-from seqrec.data.events import ALIASES, Columns, check_file, read_events, sniff_delimiter
+from seqrec.data.events import (
+    ALIASES,
+    Columns,
+    check_file,
+    check_text_file,
+    read_events,
+    sniff_delimiter,
+)
 from seqrec.data.formats import FORMATS, HISTORY_FORMATS, PROTOCOLS
 from seqrec.data.idmap import ItemIndex
 from seqrec.data.preprocess import leave_one_out
 from seqrec.data.report import DataReport
 from seqrec.data.samples import Samples
 from seqrec.data.sessions import SessionLog
+from seqrec.data.textfile import text_file
 from seqrec.errors import DataError
+from seqrec.quoting import quote
 
 SESSIONS_FILES = ("train_sessions.txt", "test_sessions.txt", "test_samples.tsv")
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
@@ -46,7 +55,7 @@ class TrainingData:
 
 def _check_format(fmt: str) -> str:
     if fmt not in FORMATS:
-        raise DataError(f"unknown format {fmt!r}; valid formats: auto, {', '.join(FORMATS)}")
+        raise DataError(f"unknown format {quote(fmt)}; valid formats: auto, {', '.join(FORMATS)}")
     return fmt
 
 
@@ -66,8 +75,6 @@ def _head(p: Path, n: int = 1000) -> list[str]:
 def detect_format(path: str | Path) -> str:
     """Guess the format of ``path`` (see the module doc); DataError if unsure."""
     p = Path(path)
-    if not p.exists():
-        raise DataError(f"{path}: no such file or directory")
     if p.is_dir():
         if any((p / f).is_file() for f in SESSIONS_FILES):
             return "sessions"
@@ -79,23 +86,28 @@ def detect_format(path: str | Path) -> str:
     suffix = plain.suffix.lower()
     if suffix in (".parquet", ".pq"):
         return "parquet"
+    with plain.open("rb") as fh:
+        if fh.read(4) == b"PAR1":
+            return "parquet"
+    plain = text_file(plain, path)  # binary data is an error; UTF-16 read as UTF-8
     if suffix == ".inter":
         return "recbole"
     if plain.name in SESSIONS_FILES:
         return "sessions"
     head = _head(plain)
     if not head:
-        raise DataError(f"{path}: file is empty")
+        raise DataError(f"{path}: no data (only blank lines)")
     first = head[0]
     if first.startswith(
         ("prefix\t", "session_id\ttimestamp\tprefix", "session_id\tlast_timestamp")
     ):
         return "sessions"
     if not _INTS.match(first):
-        fields = first.split(",")
-        if len(fields) == 5 and fields[3].strip() in bm.TAOBAO_BEHAVIORS:
+        fields = [f.strip() for f in first.split(",")]
+        ints = [f.isascii() and f.isdigit() for f in fields]
+        if len(fields) == 5 and fields[3] in bm.TAOBAO_BEHAVIORS and all(ints[:3] + ints[4:]):
             return "taobao"
-        if len(fields) == 4 and _ISO.match(fields[1].strip()):
+        if len(fields) == 4 and _ISO.match(fields[1]) and ints[0] and ints[2]:
             return "yoochoose-raw"
         delim = sniff_delimiter(first, ",")
         names = [h.strip().strip('"') for h in first.split(delim)]
@@ -107,7 +119,7 @@ def detect_format(path: str | Path) -> str:
         if suffix in (".csv", ".tsv", ".txt", ".dat") or any(n.lower() in known for n in names):
             return "tsv" if delim == "\t" else "csv"
         raise DataError(
-            f"{path}: cannot detect the format (first line {first[:80]!r}); "
+            f"{path}: cannot detect the format (first line {quote(first, 80)}); "
             f"pass --format (one of {', '.join(FORMATS)})"
         )
     if all(_INTS.match(line) for line in head):
@@ -123,7 +135,7 @@ def detect_format(path: str | Path) -> str:
 
 def _no_columns(fmt: str, columns: Columns | None) -> None:
     if columns is not None and any(v is not None for v in vars(columns).values()):
-        raise DataError(f"column options (--session-col, ...) do not apply to format {fmt!r}")
+        raise DataError(f"column options (--session-col, ...) do not apply to format {quote(fmt)}")
 
 
 def _sessions_file(path: Path, name: str) -> Path:
@@ -172,7 +184,7 @@ def _is_history(path: Any, fmt: str, columns: Columns | None) -> bool:
     if fmt not in HISTORY_FORMATS:
         return False
     if fmt == "recbole" and (columns is None or columns.session is None):
-        with check_file(path).open(encoding="utf-8-sig", errors="replace") as fh:
+        with check_text_file(path).open(encoding="utf-8-sig", errors="replace") as fh:
             first = fh.readline().rstrip("\r\n").split("\t")
         names = {h.split(":", 1)[0].strip() for h in first}
         return not names & set(ALIASES["session"])
@@ -205,7 +217,9 @@ def load_test_data(
     """Test data for ``protocol`` encoded with the frozen ``item_index`` (unknown items
     are -1 and counted in the report; evaluation decides what to drop)."""
     if protocol not in PROTOCOLS:
-        raise DataError(f"unknown protocol {protocol!r}; valid protocols: {', '.join(PROTOCOLS)}")
+        raise DataError(
+            f"unknown protocol {quote(protocol)}; valid protocols: {', '.join(PROTOCOLS)}"
+        )
     if not isinstance(path, (str, Path)):
         fmt = "frame"
     else:
@@ -241,6 +255,6 @@ def load_test_data(
 
 
 def _is_samples_file(path: Path) -> bool:
-    with check_file(path).open(encoding="utf-8-sig", errors="replace") as fh:
+    with check_text_file(path).open(encoding="utf-8-sig", errors="replace") as fh:
         first = fh.readline()
     return first.startswith(("prefix\t", "session_id\ttimestamp\tprefix"))

@@ -8,9 +8,10 @@ checked with ``isinstance``:
   for models that carry a per-session state (one O(1) update per click);
 * :class:`StateAdvancer` - ``advance`` (a step without scores) and ``encode_histories``
   (whole histories in one batched pass);
+* :class:`StateReadout` - ``scores_from_state``: the scores of a stored state;
 * :class:`LinearReadout` - scores linear in a slice of the state, ``query . W^T + b``
-  (``query_from_state``, ``scores_from_state``, ``item_table``): a server can read a
-  session's top-K from its stored state or from an inner-product index.
+  (``query_from_state``, ``item_table``): a server can read a session's top-K from its
+  stored state or from an inner-product index.
 
 States are tensors whose dimension 1 is the batch (``state[:, idx]`` selects
 sessions), so a protocol or a server can slice, reset and store them without knowing
@@ -80,29 +81,37 @@ class RecurrentScorer(Protocol):
         ...
 
 
+# Optional fast paths of recurrent models, used by serving (checked with isinstance;
+# a method set to None in a class body blocks its protocol).
 @runtime_checkable
-class StateAdvancer(Protocol):
-    def advance(self, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """``step`` without the scores: the new state after one item per session."""
-        ...
-
-    def encode_histories(self, histories: Histories) -> tuple[torch.Tensor, torch.Tensor]:
-        """Whole histories in one pass: (final state (B, S), read-out query (B, H))."""
-        ...
-
-
-@runtime_checkable
-class LinearReadout(Protocol):
-    def query_from_state(self, state: torch.Tensor) -> torch.Tensor:
-        """State -> (B, H) query vectors: scores are ``query . W^T + b``."""
-        ...
-
+class StateReadout(Protocol):
     def scores_from_state(self, state: torch.Tensor) -> torch.Tensor:
-        """State -> (B, n_items) scores: what the ``step`` into that state returned."""
+        """(B, n_items) scores of a state: what the ``step`` into it returned."""
+        ...
+
+
+@runtime_checkable
+class LinearReadout(StateReadout, Protocol):
+    """Scores linear in a slice of the state: ``query . W^T + b`` (an inner-product
+    index can search them)."""
+
+    def query_from_state(self, state: torch.Tensor) -> torch.Tensor:
+        """(B, H) query vectors of a state."""
         ...
 
     def item_table(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The read-out item weights and biases ``(W (n_items, H), b (n_items,))``."""
+        """The item weights and biases ``(W (n_items, H), b (n_items,))``."""
+        ...
+
+
+@runtime_checkable
+class StateAdvancer(Protocol):
+    def advance(self, state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``step`` without the scores: (state, (B,) items) -> new state."""
+        ...
+
+    def encode_histories(self, histories: Histories) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run whole histories at once: (final states (B, S), queries (B, H))."""
         ...
 
 

@@ -1,20 +1,15 @@
-"""Real-time serving: a runtime with per-session state (:mod:`.runtime`), session-state
-stores (:mod:`.stores`: in-memory and Redis) and the HTTP API (:mod:`.api`, needs the
-``serve`` extra: ``pip install 'seqrec[serve]'``)."""
+"""Real-time serving: a runtime with per-session state (:mod:`.runtime`; the model side
+in :mod:`.loaded_model` and :mod:`.topk`, requests in :mod:`.requests`), session-state
+stores (:mod:`.stores`: in-memory and Redis) and the HTTP API (:mod:`.api`, built in
+:mod:`.http`; needs the ``serve`` extra: ``pip install 'seqrec[serve]'``)."""
 
-from seqrec.serving.runtime import (
-    Limits,
-    Recommendations,
-    Request,
-    RequestError,
-    Runtime,
-    RuntimeOptions,
-)
+from seqrec.serving.options import RuntimeOptions
+from seqrec.serving.requests import Recommendations, Request, RequestError
+from seqrec.serving.runtime import Runtime
 from seqrec.serving.state import SessionState
 from seqrec.serving.stores import MemoryStore, RedisStore, StoreError, open_store
 
 __all__ = [
-    "Limits",
     "MemoryStore",
     "Recommendations",
     "RedisStore",

@@ -62,7 +62,7 @@ def test_sessions_file_errors(write):
         == f"{path} line 1: expected 1 tab-separated field, got 2"
     )
     path = write("s.txt", "\n\n")
-    assert error(bm.read_sessions_file, path) == f"{path}: file is empty"
+    assert error(bm.read_sessions_file, path) == f"{path}: no data (only blank lines)"
 
 
 # ----------------------------------------------------------------------------- samples

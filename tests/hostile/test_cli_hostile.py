@@ -196,13 +196,13 @@ CASES = [
     Case(
         "config-binary",
         [*G4R, "--config", "{tmp}/c.toml"],
-        "not UTF-8",
+        "not valid UTF-8",
         write("c.toml", b"\xff\xfe\x00x"),
     ),
     Case(
         "config-directory",
         [*G4R, "--config", "{tmp}/c"],
-        "cannot read the config file",
+        "is a directory",
         mkdirs("c"),
     ),
     Case(
@@ -568,13 +568,13 @@ CASES = [
     Case(
         "tune-space-nan",
         [*TUNE, "--space", "{tmp}/s.toml", "--out", "{tmp}/o.toml"],
-        "low must be given as finite numbers",
+        "low must be a finite number",
         write("s.toml", '[logq]\ntype = "float"\nlow = nan\nhigh = 1.0\n'),
     ),
     Case(
         "tune-space-str",
         [*TUNE, "--space", "{tmp}/s.toml", "--out", "{tmp}/o.toml"],
-        "low must be given",
+        "low must be a finite number",
         write("s.toml", '[logq]\ntype = "float"\nlow = "a"\nhigh = 1\n'),
     ),
     Case(
@@ -819,7 +819,7 @@ def test_permission_denied_input_is_one_line(env: Env, tmp_path: Path, capsys, m
     ):
         code, out, err = run_cli(capsys, argv)
         assert code == 2 and out == ""
-        assert_one_error(err, f"{denied}: Permission denied", exact=False)
+        assert_one_error(err, f"{denied}: cannot read (Permission denied)", exact=False)
     assert not (tmp_path / "m").exists()
 
 
@@ -856,7 +856,7 @@ def test_permission_denied_subprocess() -> None:
         )
         assert proc.returncode == 2, proc.stderr
         assert proc.stdout == ""
-        assert_one_error(proc.stderr, "locked.tsv: Permission denied")
+        assert_one_error(proc.stderr, "locked.tsv: cannot read (Permission denied)")
     finally:
         shutil.rmtree(base)
 

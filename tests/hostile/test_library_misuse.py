@@ -48,7 +48,7 @@ def test_resume_needs_a_checkpoint_dir() -> None:
     ],
 )
 def test_non_finite_floats_are_rejected(key: str, value: float) -> None:
-    with pytest.raises(ConfigError, match=f"'{key}': expected a finite number"):
+    with pytest.raises(ConfigError, match=f"'{key}': (expected a finite number|.* is too large)"):
         GRU4Rec({key: value})
 
 

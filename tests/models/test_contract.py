@@ -24,6 +24,7 @@ from seqrec.models.base import (
     RecurrentScorer,
     Scorer,
     StateAdvancer,
+    StateReadout,
 )
 
 
@@ -181,6 +182,15 @@ def test_state_advancer_advances_like_step_and_encodes_like_stepping(fitted):
     for b, h in enumerate(histories):
         state, _ = _stepped(fitted, h)
         torch.testing.assert_close(states[b : b + 1].unsqueeze(0), state, atol=1e-5, rtol=1e-5)
+
+
+def test_state_readout_gives_the_step_scores(fitted):
+    if not isinstance(fitted, StateReadout):
+        pytest.skip(f"{fitted.name} declares no scores_from_state")
+    assert isinstance(fitted, RecurrentScorer)
+    for h in [h for h in HISTORIES if len(h)]:
+        state, scores = _stepped(fitted, h)
+        torch.testing.assert_close(fitted.scores_from_state(state), scores)
 
 
 def test_linear_readout_gives_the_step_scores(fitted):

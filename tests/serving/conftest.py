@@ -3,6 +3,7 @@ real ``redis-server`` on a free local port (tests that need it skip without it).
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -62,6 +63,27 @@ def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "session-pop": _fit(SessionPop, {}, SESSIONS, root / "session-pop"),
         "pop": _fit(Pop, {}, SESSIONS, root / "pop"),
     }
+
+
+CORRUPTIONS = {
+    "config is a JSON list": ("config.json", b"[1, 2, 3]"),
+    "config is not JSON": ("config.json", b"{corrupt"),
+    "config is not UTF-8": ("config.json", b"\xff\xfe\x00"),
+    "n_items is not a number": ("config.json", None),
+    "weights are garbage": ("weights.safetensors", b"garbage"),
+    "items.json is an object": ("items.json", b"{}"),
+}
+
+
+def corrupt_copy(src: Path, dst: Path, case: str) -> Path:
+    """A copy of model directory ``src`` at ``dst`` with one file corrupted."""
+    shutil.copytree(src, dst)
+    name, data = CORRUPTIONS[case]
+    if data is None:  # n_items of the wrong type
+        config = json.loads((dst / "config.json").read_text())
+        data = json.dumps({**config, "n_items": "many"}).encode()
+    (dst / name).write_bytes(data)
+    return dst
 
 
 def free_port() -> int:
@@ -134,3 +156,42 @@ def redis_store(redis_url: str):
     store = RedisStore(redis_url, ttl=60)
     yield store
     store.close()
+
+
+class LiveServer:
+    """An app served by uvicorn on 127.0.0.1 in a background thread (a real socket,
+    real HTTP parsing, seqrec's protocol class), for tests that need a real server."""
+
+    def __init__(self, app) -> None:
+        import threading
+
+        import uvicorn
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = int(self.sock.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            http="seqrec.serving.http.protocol:JsonErrorProtocol",
+            lifespan="on",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        self.sock.close()

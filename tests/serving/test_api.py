@@ -15,6 +15,8 @@ with warnings.catch_warnings():  # newer Starlette warns about its httpx-based c
 
 from seqrec.serving.api import ServeConfig, build_runtime, create_app
 
+from .conftest import corrupt_copy
+
 KEY = "s3cret-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 JSON = {"content-type": "application/json"}
@@ -313,3 +315,131 @@ def test_fast_path_answers_like_fastapi(model_dirs, monkeypatch):
         answers.append(got)
     assert answers[0] == answers[1]
     assert answers[0][-1] is True  # both paths are counted under the route template
+
+
+# ----------------------------------------------------------------------- hostile input
+EVENTS = "/v1/sessions/s1/events"
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "fastapi"])
+@pytest.mark.parametrize("path", [EVENTS, "/v1/recommendations", "/v1/admin/reload"])
+def test_deeply_nested_json_is_malformed_json(model_dirs, monkeypatch, path, fast_path):
+    """30,000 nested '[' (json.loads raises RecursionError): 400, not 500."""
+    with make_client(
+        model_dirs["gru4rec"], monkeypatch, fast_path=fast_path, api_key_env="SEQREC_TEST_KEY"
+    ) as c:
+        r = c.post(path, content=b"[" * 30_000, headers={**JSON, **AUTH})
+        assert "nested too deeply" in err(r, 400, "malformed_json")
+
+
+@pytest.mark.parametrize("path", [EVENTS, "/v1/recommendations"])
+def test_invalid_utf8_is_malformed_json(client, path):
+    r = client.post(path, content=b'{"item": "\xff", "items": ["\xff"]}', headers=JSON)
+    assert "not UTF-8" in err(r, 400, "malformed_json")
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        (EVENTS, {"item": True}),
+        (EVENTS, {"item": False}),
+        (EVENTS, {"item": "a", "allow": [True]}),
+        (EVENTS, {"item": "a", "deny": ["b", False]}),
+        (EVENTS, {"item": "a", "k": True}),
+        (EVENTS, {"item": 1.5}),
+        ("/v1/recommendations", {"items": [True]}),
+        ("/v1/recommendations", {"items": ["a", False]}),
+        ("/v1/recommendations", {"items": ["a"], "allow": [True]}),
+        ("/v1/recommendations", {"items": ["a"], "k": False}),
+    ],
+)
+def test_booleans_are_never_item_ids_or_counts(client, path, body):
+    err(client.post(path, json=body), 422, "invalid_request")
+
+
+def test_integral_numbers_are_integers(client):
+    """2.0 is an integer in JSON (Schema): accepted as k and as item id "2"."""
+    r = client.post(EVENTS, content=b'{"item": 2.0, "k": 3.0}', headers=JSON)
+    assert r.status_code == 200 and r.json()["unknown_items"] == ["2"]
+    assert len(r.json()["items"]) == 3
+
+
+def test_lone_surrogate_in_an_item_id_is_answered(client):
+    r = client.post(EVENTS, content=b'{"item": "\\ud800"}', headers=JSON)
+    assert r.status_code == 200 and r.json()["unknown_items"] == ["\ud800"]
+
+
+def test_repeated_scalar_query_parameter(client):
+    r = client.get("/v1/sessions/u/recommendations", params=[("k", "3"), ("k", "4")])
+    assert "repeated" in err(r, 422, "invalid_request")
+
+
+@pytest.mark.parametrize("case", ["config is a JSON list", "n_items is not a number"])
+def test_reload_of_a_corrupt_model_is_422(keyed, model_dirs, tmp_path, case):
+    bad = corrupt_copy(model_dirs["gru4rec"], tmp_path / "bad", case)
+    before = keyed.get("/v1/model", headers=AUTH).json()["version"]
+    r = keyed.post("/v1/admin/reload", json={"model": str(bad)}, headers=AUTH)
+    assert "still serving the previous model" in err(r, 422, "model_load_failed")
+    assert keyed.get("/v1/model", headers=AUTH).json()["version"] == before
+    r = keyed.post(EVENTS, json={"item": "a"}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["model_version"] == before
+
+
+def test_model_info_has_no_absolute_path(client, model_dirs):
+    info = client.get("/v1/model").json()
+    assert info["directory"] == model_dirs["gru4rec"].name and "path" not in info
+    assert str(model_dirs["gru4rec"].parent) not in json.dumps(info)
+
+
+def test_openapi_documents_limits_and_error_bodies(client):
+    doc = client.get("/openapi.json").json()
+    event = doc["components"]["schemas"]["EventIn"]["properties"]
+    assert event["k"]["minimum"] == 1 and event["k"]["maximum"] == 100
+    assert event["item"]["anyOf"][0] == {"type": "string", "maxLength": 256}
+    assert doc["components"]["schemas"]["ItemsIn"]["properties"]["items"]["maxItems"] == 10
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            for param in op.get("parameters", []):
+                if param["name"] == "session_id":
+                    assert param["schema"]["maxLength"] == 32
+            for status, response in op["responses"].items():
+                if int(status) >= 400:
+                    ref = response["content"]["application/json"]["schema"]["$ref"]
+                    assert ref.endswith("/ErrorOut"), (method, path, status)
+
+
+# ----------------------------------------------------------------------- settings
+def test_serve_config_is_validated_and_handed_to_workers(model_dirs, monkeypatch):
+    from seqrec.errors import ConfigError
+    from seqrec.serving.http.config import ENV_CONFIG
+
+    for bad in ({"port": 65536}, {"port": -1}, {"threads": 0}, {"workers": 0}):
+        with pytest.raises(ConfigError):
+            ServeConfig(model="m", **bad)
+    cfg = ServeConfig(model=str(model_dirs["pop"]), threads=3, offload=True, max_k=7)
+    monkeypatch.setenv(ENV_CONFIG, cfg.to_json())
+    assert ServeConfig.from_env() == cfg
+
+
+@pytest.mark.parametrize("offload", [None, True, False])
+def test_offload_is_a_setting(model_dirs, monkeypatch, offload):
+    monkeypatch.setenv("SEQREC_SERVE_OFFLOAD", "1")  # no longer read: the setting decides
+    with make_client(model_dirs["gru4rec"], monkeypatch, offload=offload) as c:
+        r = c.post(EVENTS, json={"item": "a", "k": 2})
+        assert r.status_code == 200 and len(r.json()["items"]) == 2
+        # auto (None) = off for the in-memory store, whatever the environment says
+        assert c.app.state.service.offload is bool(offload)
+
+
+def test_serve_options_reach_the_config(model_dirs, monkeypatch):
+    """`seqrec serve` builds one ServeConfig from its options (no environment)."""
+    import seqrec.serving.http.server as server
+    from seqrec.cli import main
+
+    seen = {}
+    monkeypatch.setattr(server, "serve", lambda config: seen.setdefault("c", config) and 0)
+    monkeypatch.setattr("seqrec.serving.api.serve", server.serve)
+    argv = ["serve", "--model", str(model_dirs["pop"]), "--port", "0", "--threads", "2"]
+    assert main([*argv, "--offload", "on", "--host", "::1", "--log-level", "debug"]) == 0
+    c = seen["c"]
+    assert (c.port, c.threads, c.offload, c.host, c.log_level) == (0, 2, True, "::1", "debug")

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from seqrec.models import load_model
-from seqrec.serving.batching import Batcher, Job
-from seqrec.serving.runtime import Limits, RequestError, Runtime, RuntimeOptions
+from seqrec.serving.coalesce import Batcher, Job
+from seqrec.serving.runtime import RequestError, Runtime, RuntimeOptions
 from seqrec.serving.stores import MemoryStore
+
+from .conftest import CORRUPTIONS, corrupt_copy
 
 CLICKS = ["a", "c", "e", "c"]
 
@@ -95,8 +97,8 @@ def test_strict_mode_rejects_unknown_items(model_dirs):
     ],
 )
 def test_limits(model_dirs, call, code):
-    limits = Limits(max_k=50, max_items=8, max_filter_items=20, max_session_id=16)
-    rt = Runtime(model_dirs["gru4rec"], options=RuntimeOptions(limits=limits))
+    limits = {"max_k": 50, "max_items": 8, "max_filter_items": 20, "max_session_id": 16}
+    rt = Runtime(model_dirs["gru4rec"], options=RuntimeOptions(**limits))
     with pytest.raises(RequestError) as e:
         call(rt)
     assert e.value.code == code
@@ -143,14 +145,12 @@ def test_recurrent_state_equals_the_models_step(model_dirs):
 def test_generic_recurrent_model_path(model_dirs, monkeypatch):
     """A recurrent model without GRU4Rec's fast paths: model.step per click, top-K of
     a stored session by rescoring its history, reload replays step by step."""
-    from seqrec.models.gru4rec import GRU4Rec
-
-    monkeypatch.setattr(GRU4Rec, "scores_from_state", None)  # no linear read-out
+    serve_gru4rec_as(monkeypatch, scores_from_state=None)  # no read-out at all
     rt = Runtime(model_dirs["session-pop"])
     for item in CLICKS:
         rt.add_event("s", item)
     rt.reload(model_dirs["gru4rec"])
-    assert rt.model.adapters.readout is None
+    assert rt.model.adapters.readout is None and rt.model.adapters.advance is None
     rec = rt.session_recommendations("s", 5)  # replayed, then rescored from history
     assert rec.items == expected(model_dirs["gru4rec"], CLICKS)[0]
     rec = rt.add_event("s", "b", 5)
@@ -210,6 +210,42 @@ def test_failed_reload_keeps_the_current_model(model_dirs, tmp_path):
         rt.reload(tmp_path / "missing")
     assert rt.model.version == version
     assert rt.add_event("s", "a").model_version == version
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPTIONS))
+def test_any_load_failure_is_a_model_file_error(model_dirs, tmp_path, case):
+    """Whatever a corrupt file makes the loader raise (AttributeError, ValueError,
+    UnicodeDecodeError, ...), loading and reloading fail with one ModelFileError line
+    and the current model keeps serving."""
+    from seqrec.errors import ModelFileError
+
+    bad = corrupt_copy(model_dirs["gru4rec"], tmp_path / "bad", case)
+    with pytest.raises(ModelFileError) as info:
+        Runtime(bad)
+    assert "\n" not in str(info.value) and "bad" in str(info.value)
+    rt = Runtime(model_dirs["gru4rec"])
+    version = rt.model.version
+    with pytest.raises(ModelFileError):
+        rt.reload(bad)
+    assert rt.model.version == version and rt.add_event("s", "a").model_version == version
+
+
+@pytest.mark.parametrize("bad", [True, False, 1.5, None, ["a"]])
+def test_item_ids_are_strings_or_integers(rt, bad):
+    with pytest.raises(RequestError) as info:
+        rt.recommend_items(["a", bad])
+    assert info.value.code == "invalid_request" and info.value.status == 422
+    with pytest.raises(RequestError, match="item ids are strings or integers"):
+        rt.add_event("s", bad)
+    with pytest.raises(RequestError, match="allow"):
+        rt.session_recommendations("s", allow=["a", bad])
+    assert rt.recommend_items([3, "a"]).unknown_items == ["3"]  # an integer id is its text
+
+
+def test_model_info_names_the_directory_not_its_path(rt, model_dirs, name):
+    info = rt.model_info()
+    assert info["directory"] == model_dirs[name].name
+    assert str(model_dirs[name].parent) not in repr(info)
 
 
 class GatedStore(MemoryStore):
@@ -289,3 +325,40 @@ def test_batcher_reports_errors_to_every_job_of_the_batch():
         b.run(Job())
     b2 = Batcher(lambda jobs: None)
     assert b2.run(Job()).done  # the batcher is usable after a failure elsewhere
+
+
+def serve_gru4rec_as(monkeypatch, **blocked):
+    """Make the runtime load GRU4Rec directories as a subclass whose ``blocked``
+    methods are None (a fresh class: protocol checks are cached per class)."""
+    import seqrec.models
+    from seqrec.models.gru4rec import GRU4Rec
+
+    cls = type("PartialGRU4Rec", (GRU4Rec,), dict(blocked))
+    load = seqrec.models.load_model
+
+    def load_model(path, device=None):
+        model = load(path, device=device)
+        return cls.load(path, device=device) if isinstance(model, GRU4Rec) else model
+
+    monkeypatch.setattr(seqrec.models, "load_model", load_model)
+
+
+def test_fast_paths_are_chosen_by_protocol(model_dirs, monkeypatch):
+    """Serving checks capabilities with isinstance against models.base's protocols
+    (no probing by name): GRU4Rec declares all fast paths; a model without
+    ``advance`` keeps its state read-out but no batched replay or ANN."""
+    from seqrec.models.base import LinearReadout, StateAdvancer, StateReadout
+
+    g4r = load_model(model_dirs["gru4rec"])
+    assert isinstance(g4r, LinearReadout) and isinstance(g4r, StateAdvancer)
+    assert not isinstance(load_model(model_dirs["pop"]), StateReadout)
+    ad = Runtime(model_dirs["gru4rec"]).model.adapters
+    assert ad.advance is not None and ad.item_table is not None and ad.readout is not None
+    serve_gru4rec_as(monkeypatch, advance=None)
+    rt = Runtime(model_dirs["gru4rec"])
+    ad = rt.model.adapters
+    assert ad.readout is not None and ad.advance is None and ad.item_table is None
+    for item in CLICKS:
+        rt.add_event("s", item)
+    rec = rt.session_recommendations("s", 5)  # read from the state, not rescored
+    assert rec.items == expected(model_dirs["gru4rec"], CLICKS)[0]

@@ -140,3 +140,47 @@ def test_start_up_errors(model_dirs, capsys, args, needle):
 def test_missing_model_dir(tmp_path, capsys):
     assert main(["serve", "--model", str(tmp_path / "none")]) == 2
     assert "model directory not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "-1"])
+def test_port_out_of_range(model_dirs, capsys, port):
+    code = main(["serve", "--model", str(model_dirs["pop"]), "--port", port])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("error: --port must be a TCP port between 0 and 65535")
+
+
+def raw_http(base, request: bytes):
+    """Send raw bytes to the server; (status, headers text, body bytes)."""
+    import socket
+
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), head.decode("latin-1").lower(), body
+
+
+def get(url: str) -> bytes:
+    return f"GET {url} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+
+
+def test_requests_uvicorn_rejects_get_json_errors(model_dirs):
+    """A URL over 64 KiB (a 100 KB session id) and an unparsable request never reach
+    the app; `seqrec serve` still answers them with the JSON error body."""
+    proc, base = start(["--model", str(model_dirs["pop"])])
+    try:
+        url = f"/v1/sessions/{'s' * 100_000}/recommendations"
+        status, head, body = raw_http(base, get(url))
+        assert status == 414 and "content-type: application/json" in head
+        assert json.loads(body)["error"]["code"] == "url_too_long"
+        status, head, body = raw_http(base, b"NOT HTTP AT ALL\r\n\r\n")
+        assert status == 400 and json.loads(body)["error"]["code"] == "invalid_http_request"
+        url = f"/v1/sessions/{'s' * 20_000}/recommendations"  # reaches the app's limit
+        status, head, body = raw_http(base, get(url))
+        assert status == 422 and json.loads(body)["error"]["code"] == "session_id_too_long"
+    finally:
+        stop(proc)

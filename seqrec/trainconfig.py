@@ -17,12 +17,16 @@ from seqrec.config import build_config, config_to_dict, route_keys
 from seqrec.errors import ConfigError
 
 __all__ = [
+    "FAMILY_OWNERS",
     "OWNERS",
     "LossConfig",
     "SamplerConfig",
+    "SequenceConfig",
     "TrainConfig",
     "split_training",
+    "training_configs",
     "training_dict",
+    "training_owners",
 ]
 
 
@@ -75,15 +79,21 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    loss: Literal["cross-entropy", "bpr-max", "top1-max", "bpr", "top1"] = "cross-entropy"
+    # bce and gbce: the sequences family only (losses over a target column)
+    loss: Literal["cross-entropy", "bpr-max", "top1-max", "bpr", "top1", "bce", "gbce"] = (
+        "cross-entropy"
+    )
     bpreg: float = 1.0  # score regularisation of bpr-max
     elu_param: float = 0.0  # >0: ELU(alpha) on scores before the loss (bpr-max setups)
     logq: float = 0.0  # logQ correction strength for cross-entropy
     mask_false_negatives: bool = False  # ignore negatives that equal the row's own target
+    gbce_t: float = 0.0  # gbce calibration t in [0, 1] (Petrov & Macdonald 2023)
 
     def validate(self) -> None:
         if self.elu_param < 0 or self.bpreg < 0 or self.logq < 0:
             _bad("elu_param, bpreg and logq must be >= 0")
+        if not 0.0 <= self.gbce_t <= 1.0:
+            _bad("gbce_t must be in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -104,10 +114,12 @@ class SamplerConfig:
 OWNERS: dict[str, type] = {"training": TrainConfig, "loss": LossConfig, "sampler": SamplerConfig}
 
 
-def split_training(keys: Mapping[str, Any]) -> tuple[TrainConfig, LossConfig, SamplerConfig]:
+def split_training(
+    keys: Mapping[str, Any], family: str | None = None
+) -> tuple[TrainConfig, LossConfig, SamplerConfig]:
     """Build the three configs from flat training keys (each validated; unknown keys and
-    model keys are errors)."""
-    parts = route_keys(keys, OWNERS, "training")
+    model keys are errors; the keys of ``family``'s own owners are allowed)."""
+    parts = route_keys(keys, training_owners(family), "training")
     return (
         build_config(TrainConfig, parts["training"]),
         build_config(LossConfig, parts["loss"]),
@@ -121,3 +133,48 @@ def training_dict(*configs: Any) -> dict[str, Any]:
     for cfg in configs:
         out.update(config_to_dict(cfg))
     return out
+
+
+@dataclass(frozen=True)
+class SequenceConfig:
+    """Keys of the padded-sequence family (seqrec.training.sequence_task).
+
+    The sampler's ``n_sample`` is the number of negatives: per target position with
+    ``negatives = "uniform"``, shared by the batch with ``"popularity"``, added to the
+    batch's targets with ``"in-batch"``; ``"full"`` scores the whole catalogue.
+    """
+
+    layout: Literal["causal", "masked", "last"] = "causal"  # where the targets are
+    max_len: int = 50  # window: the most recent items of a session kept
+    mask_prob: float = 0.2  # masked layout: probability of masking an item
+    negatives: Literal["full", "uniform", "popularity", "in-batch"] = "full"
+    exclude_history: bool = False  # uniform negatives: never an item of the session
+    weight_decay: float = 0.0  # of the torch.optim optimiser
+
+    def validate(self) -> None:
+        if self.max_len < 1:
+            _bad("max_len must be >= 1")
+        if not 0.0 < self.mask_prob <= 1.0:
+            _bad("mask_prob must be in (0, 1]")
+        if self.weight_decay < 0:
+            _bad("weight_decay must be >= 0")
+
+
+# the owners of a batching family's own training keys, beyond OWNERS
+FAMILY_OWNERS: dict[str, dict[str, type]] = {"sequences": {"sequences": SequenceConfig}}
+
+
+def training_owners(family: str | None) -> dict[str, type]:
+    """Every owner of the training keys of a model of batching ``family``."""
+    return {**OWNERS, **FAMILY_OWNERS.get(family or "", {})}
+
+
+def training_configs(keys: Mapping[str, Any], family: str | None) -> tuple[Any, ...]:
+    """Every training config of ``family`` built from flat keys: TrainConfig,
+    LossConfig, SamplerConfig, then the family's own (each validated)."""
+    parts = route_keys(keys, training_owners(family), "training")
+    extra = FAMILY_OWNERS.get(family or "", {})
+    return (
+        *split_training(keys, family),
+        *(build_config(cls, parts[name]) for name, cls in extra.items()),
+    )

@@ -51,8 +51,7 @@ from seqrec.persist import (
     save_tensors,
     write_json,
 )
-from seqrec.trainconfig import OWNERS as TRAINING_OWNERS
-from seqrec.trainconfig import split_training
+from seqrec.trainconfig import training_configs, training_owners
 
 SUPPORT_KEY = "__item_support__"  # training event count per item, saved with every model
 # config.json format versions this code reads (it writes the last): 1 = one flat
@@ -165,7 +164,7 @@ class Recommender:
             keys = {**self.training_defaults, **given}
             self.training_keys = {
                 k: list(v) if isinstance(v, tuple) else v
-                for c in split_training(keys)
+                for c in training_configs(keys, self.family)
                 for k, v in config_to_dict(c).items()
             }
             self._check_training(self.training_keys)
@@ -181,7 +180,7 @@ class Recommender:
         """The config dataclass of every owner of this model's flat keys."""
         owners: dict[str, type] = {"model": cls.Config}
         if cls.family is not None:
-            owners.update(TRAINING_OWNERS)
+            owners.update(training_owners(cls.family))
         return owners
 
     # ------------------------------------------------------------------ API

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from seqrec.errors import ConfigError, ModelFileError
 from seqrec.models.base import Recommender, read_model_info
+from seqrec.models.fpmc import FPMC
 from seqrec.models.gru4rec import GRU4Rec
 from seqrec.models.pop import Pop, SessionPop
 
@@ -14,6 +15,7 @@ MODELS: dict[str, type[Recommender]] = {
     Pop.name: Pop,
     SessionPop.name: SessionPop,
     GRU4Rec.name: GRU4Rec,
+    FPMC.name: FPMC,
 }
 
 

@@ -214,3 +214,322 @@ def get_loss(name: str) -> LossFn:
     except KeyError:
         valid = ", ".join(LOSSES)
         raise ConfigError(f"unknown loss {name!r}; valid losses: {valid}") from None
+
+
+# ============================================================ losses over general scores
+# Padded-sequence models score each target position against a candidate set of their
+# own: the whole catalogue, per-position sampled negatives, shared negatives or the
+# batch's targets. These losses take
+#
+#   scores (N, C): row n scores C candidates;
+#   target (N,) int64: the column of row n's positive, or < 0 for a row to ignore
+#       (padding, unmasked positions); ignored rows neither add to the loss nor count;
+#   mask (N, C) bool, optional: True = the candidate is not a negative of the row
+#       (e.g. a sampled negative that equals the positive). The target column is never
+#       a negative, whatever the mask says.
+#
+# Each returns the mean over the kept rows (0 without any, still differentiable); a kept
+# row left without any negative contributes 0 to the pairwise losses but is counted.
+# Two-tensor form (pos (N,), neg (N, K)): ``pos_neg_scores(pos, neg)`` gives the
+# equivalent (scores, target). All share one keyword-only signature
+# (:class:`TargetLossFn`), keywords a loss does not use are ignored.
+
+
+class TargetLossFn(Protocol):
+    """Uniform call signature of every loss in :data:`TARGET_LOSSES`."""
+
+    def __call__(
+        self,
+        scores: Tensor,
+        target: Tensor,
+        *,
+        mask: Tensor | None = None,
+        log_q: Tensor | None = None,
+        logq: float = 0.0,
+        bpreg: float = 1.0,
+        gbce_t: float = 0.0,
+        n_items: int = 0,
+    ) -> Tensor: ...
+
+
+def pos_neg_scores(pos: Tensor, neg: Tensor) -> tuple[Tensor, Tensor]:
+    """(pos (N,), neg (N, K)) -> (scores (N, 1 + K) with the positive in column 0,
+    target (N,) zeros)."""
+    if pos.dim() != 1 or neg.dim() != 2 or neg.shape[0] != pos.shape[0]:
+        raise ValueError(
+            f"pos must be (N,) and neg (N, K), got {tuple(pos.shape)} and {tuple(neg.shape)}"
+        )
+    scores = torch.cat([pos[:, None], neg], dim=1)  # (N, 1 + K)
+    return scores, torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device)
+
+
+class _Rows:
+    """What every target loss needs: kept rows, the positive's column and score, the
+    excluded (non-negative) entries and the rows that have a negative."""
+
+    def __init__(self, scores: Tensor, target: Tensor, mask: Tensor | None) -> None:
+        if scores.dim() != 2:
+            raise ValueError(f"scores must have shape (N, C), got {tuple(scores.shape)}")
+        n, c = scores.shape
+        if target.shape != (n,) or target.dtype not in (torch.int64, torch.int32):
+            raise ValueError(
+                f"target must be an integer tensor of shape ({n},), "
+                f"got {target.dtype} {tuple(target.shape)}"
+            )
+        if mask is not None and (mask.shape != scores.shape or mask.dtype != torch.bool):
+            raise ValueError(
+                f"mask must be a bool tensor of shape {tuple(scores.shape)}, "
+                f"got {mask.dtype} {tuple(mask.shape)}"
+            )
+        if n and int(target.max()) >= c:
+            raise ValueError(f"target columns must be < C = {c}")
+        self.keep = target >= 0  # (N,)
+        col = target.clamp(min=0).long()  # (N,)
+        is_pos = torch.arange(c, device=scores.device)[None, :] == col[:, None]  # (N, C)
+        excl = is_pos if mask is None else mask | is_pos  # (N, C)
+        self.has_neg = ~excl.all(dim=1)  # (N,)
+        self.not_neg = excl  # (N, C)
+        # rows without a negative: unmasked so the softmaxes stay finite, zeroed later
+        self.excl = excl & self.has_neg[:, None]  # (N, C)
+        self.is_pos = is_pos
+        self.pos = scores.gather(1, col[:, None])  # (N, 1)
+
+    def mean(self, per_row: Tensor, needs_negative: bool = True) -> Tensor:
+        use = self.keep & self.has_neg if needs_negative else self.keep  # (N,)
+        total = torch.where(use, per_row, torch.zeros_like(per_row)).sum()
+        return total / self.keep.sum().clamp(min=1).to(per_row.dtype)
+
+    def neg_mean(self, terms: Tensor) -> Tensor:
+        """Per-row mean of ``terms`` (N, C) over the row's negatives."""
+        n_neg = (~self.excl).sum(dim=1).clamp(min=1).to(terms.dtype)  # (N,)
+        return terms.masked_fill(self.excl, 0.0).sum(dim=1) / n_neg  # (N,)
+
+    def neg_sum(self, terms: Tensor) -> Tensor:
+        """Per-row sum of ``terms`` (N, C) over the row's negatives (0 without any)."""
+        return terms.masked_fill(self.not_neg, 0.0).sum(dim=1)  # (N,)
+
+
+def softmax_cross_entropy(
+    scores: Tensor,
+    target: Tensor,
+    *,
+    mask: Tensor | None = None,
+    log_q: Tensor | None = None,
+    logq: float = 0.0,
+    bpreg: float = 1.0,
+    gbce_t: float = 0.0,
+    n_items: int = 0,
+) -> Tensor:
+    """Softmax cross-entropy of the target column over the row's candidates:
+    ``logsumexp_j r_j - r_target`` over the target and the unmasked columns.
+
+    Over the full catalogue (C = n_items) this is the full softmax. With ``log_q`` given
+    and ``logq != 0`` it is the sampled softmax with logQ correction
+    (:func:`sampled_softmax`).
+    """
+    rows = _Rows(scores, target, mask)
+    logits = scores  # (N, C)
+    if log_q is not None and logq != 0.0:
+        if log_q.shape not in ((scores.shape[1],), tuple(scores.shape)):
+            raise ValueError(
+                f"log_q must have shape (C,) or (N, C) = {tuple(scores.shape)}, "
+                f"got {tuple(log_q.shape)}"
+            )
+        lq = log_q.to(scores.dtype)
+        logits = scores - logq * (lq[None, :] if lq.dim() == 1 else lq)  # (N, C)
+    if mask is not None:
+        logits = logits.masked_fill(mask & ~rows.is_pos, -math.inf)  # (N, C)
+    pos = logits.masked_fill(~rows.is_pos, 0.0).sum(dim=1)  # (N,) the target's logit
+    return rows.mean(torch.logsumexp(logits, dim=1) - pos, needs_negative=False)
+
+
+def sampled_softmax(
+    scores: Tensor,
+    target: Tensor,
+    log_q: Tensor,
+    *,
+    mask: Tensor | None = None,
+    logq: float = 1.0,
+) -> Tensor:
+    """Sampled softmax with logQ correction: the cross-entropy of the target column
+    after subtracting ``logq * log_q`` from every candidate's score, the positive's
+    included (Bengio & Senecal 2008; Jean et al. 2015; Yi et al. RecSys 2019).
+
+    ``log_q``: log-probability with which each candidate was sampled, (C,) for shared
+    negatives or (N, C) per row. ``mask``: accidental hits (sampled negatives equal to
+    the positive) to drop.
+    """
+    return softmax_cross_entropy(scores, target, mask=mask, log_q=log_q, logq=logq)
+
+
+def bpr_max_target(
+    scores: Tensor,
+    target: Tensor,
+    *,
+    mask: Tensor | None = None,
+    log_q: Tensor | None = None,
+    logq: float = 0.0,
+    bpreg: float = 1.0,
+    gbce_t: float = 0.0,
+    n_items: int = 0,
+) -> Tensor:
+    """BPR-max (Hidasi & Karatzoglou, CIKM 2018) with a target column:
+    ``-log(sum_j s_j sigmoid(r_t - r_j) + eps) + bpreg * sum_j s_j r_j^2``, ``s`` the
+    softmax over the row's negatives (eps = 1e-24)."""
+    rows = _Rows(scores, target, mask)
+    log_s = torch.log_softmax(scores.masked_fill(rows.excl, -math.inf), dim=1)  # (N, C)
+    lse = torch.logsumexp(log_s + F.logsigmoid(rows.pos - scores), dim=1)  # (N,)
+    per_row = -torch.logaddexp(lse, lse.new_tensor(_LOG_EPS))  # (N,)
+    if bpreg != 0.0:
+        per_row = per_row + bpreg * (log_s.exp() * scores.square()).sum(dim=1)
+    return rows.mean(per_row)
+
+
+def top1_max_target(
+    scores: Tensor,
+    target: Tensor,
+    *,
+    mask: Tensor | None = None,
+    log_q: Tensor | None = None,
+    logq: float = 0.0,
+    bpreg: float = 1.0,
+    gbce_t: float = 0.0,
+    n_items: int = 0,
+) -> Tensor:
+    """TOP1-max: ``sum_j s_j (sigmoid(r_j - r_t) + sigmoid(r_j^2))``, s = softmax of the
+    row's negatives."""
+    rows = _Rows(scores, target, mask)
+    s = torch.softmax(scores.masked_fill(rows.excl, -math.inf), dim=1)  # (N, C)
+    term = torch.sigmoid(scores - rows.pos) + torch.sigmoid(scores.square())  # (N, C)
+    return rows.mean((s * term).sum(dim=1))
+
+
+def bpr_target(
+    scores: Tensor,
+    target: Tensor,
+    *,
+    mask: Tensor | None = None,
+    log_q: Tensor | None = None,
+    logq: float = 0.0,
+    bpreg: float = 1.0,
+    gbce_t: float = 0.0,
+    n_items: int = 0,
+) -> Tensor:
+    """BPR (Rendle et al. UAI 2009): mean over the row's negatives of
+    ``-log sigmoid(r_t - r_j)``."""
+    rows = _Rows(scores, target, mask)
+    return rows.mean(rows.neg_mean(F.softplus(scores - rows.pos)))
+
+
+def top1_target(
+    scores: Tensor,
+    target: Tensor,
+    *,
+    mask: Tensor | None = None,
+    log_q: Tensor | None = None,
+    logq: float = 0.0,
+    bpreg: float = 1.0,
+    gbce_t: float = 0.0,
+    n_items: int = 0,
+) -> Tensor:
+    """TOP1: mean over the row's negatives of ``sigmoid(r_j - r_t) + sigmoid(r_j^2)``."""
+    rows = _Rows(scores, target, mask)
+    terms = torch.sigmoid(scores - rows.pos) + torch.sigmoid(scores.square())  # (N, C)
+    return rows.mean(rows.neg_mean(terms))
+
+
+def gbce_beta(n_negatives: int, n_items: int, t: float) -> float:
+    """gBCE's exponent ``beta = alpha * (t * (1 - 1/alpha) + 1/alpha)`` with the
+    sampling rate ``alpha = n_negatives / (n_items - 1)`` (Petrov & Macdonald 2023).
+    ``t = 0`` gives 1 (plain BCE); ``t = 1`` gives ``alpha``."""
+    if n_items < 2:
+        raise ValueError(f"gBCE needs n_items >= 2, got {n_items}")
+    if not 0.0 <= t <= 1.0:
+        raise ConfigError(f"gbce_t must be in [0, 1], got {t}")
+    if not 0 < n_negatives <= n_items - 1:
+        raise ValueError(f"gBCE needs 1 <= negatives <= n_items - 1, got {n_negatives}")
+    alpha = n_negatives / (n_items - 1)
+    return alpha * (t * (1.0 - 1.0 / alpha) + 1.0 / alpha)
+
+
+def bce(
+    scores: Tensor,
+    target: Tensor,
+    *,
+    mask: Tensor | None = None,
+    log_q: Tensor | None = None,
+    logq: float = 0.0,
+    bpreg: float = 1.0,
+    gbce_t: float = 0.0,
+    n_items: int = 0,
+) -> Tensor:
+    """Binary cross-entropy: ``-log sigmoid(r_t) - sum_j log(1 - sigmoid(r_j))`` over the
+    row's negatives (one negative: SASRec's loss, Kang & McAuley ICDM 2018)."""
+    rows = _Rows(scores, target, mask)
+    per_row = F.softplus(-rows.pos.squeeze(1)) + rows.neg_sum(F.softplus(scores))  # (N,)
+    return rows.mean(per_row, needs_negative=False)
+
+
+def gbce(
+    scores: Tensor,
+    target: Tensor,
+    *,
+    mask: Tensor | None = None,
+    log_q: Tensor | None = None,
+    logq: float = 0.0,
+    bpreg: float = 1.0,
+    gbce_t: float = 0.0,
+    n_items: int = 0,
+) -> Tensor:
+    """Generalised BCE (gBCE) of gSASRec: Petrov & Macdonald, "gSASRec: Reducing
+    Overconfidence in Sequential Recommendation Trained with Negative Sampling",
+    RecSys 2023.
+
+    ``-log(sigmoid(r_t) ** beta) - sum_j log(1 - sigmoid(r_j))`` with
+    ``beta = alpha * (t * (1 - 1/alpha) + 1/alpha)``, ``alpha = k / (n_items - 1)`` the
+    negative sampling rate, ``k = C - 1`` the negatives per row (:func:`gbce_beta`) and
+    ``t = gbce_t`` in [0, 1] (0: BCE; 1: beta = alpha, fully calibrated). Raising the
+    positive's probability to ``beta`` counters the overconfidence that training with
+    few sampled negatives causes.
+    """
+    rows = _Rows(scores, target, mask)
+    beta = gbce_beta(scores.shape[1] - 1, n_items, gbce_t)
+    per_row = beta * F.softplus(-rows.pos.squeeze(1)) + rows.neg_sum(F.softplus(scores))
+    return rows.mean(per_row, needs_negative=False)
+
+
+TARGET_LOSSES: dict[str, TargetLossFn] = {
+    "cross-entropy": softmax_cross_entropy,
+    "bpr-max": bpr_max_target,
+    "top1-max": top1_max_target,
+    "bpr": bpr_target,
+    "top1": top1_target,
+    "bce": bce,
+    "gbce": gbce,
+}
+
+
+def get_target_loss(name: str) -> TargetLossFn:
+    """The target-column loss registered under ``name``; :class:`ConfigError` otherwise."""
+    try:
+        return TARGET_LOSSES[name]
+    except KeyError:
+        valid = ", ".join(TARGET_LOSSES)
+        raise ConfigError(f"unknown loss {name!r}; valid losses: {valid}") from None
+
+
+__all__ += [
+    "TARGET_LOSSES",
+    "TargetLossFn",
+    "bce",
+    "bpr_max_target",
+    "bpr_target",
+    "gbce",
+    "gbce_beta",
+    "get_target_loss",
+    "pos_neg_scores",
+    "sampled_softmax",
+    "softmax_cross_entropy",
+    "top1_max_target",
+    "top1_target",
+]

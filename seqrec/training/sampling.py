@@ -250,3 +250,82 @@ class _Prefetch:
             raise self._error
         assert self._cache is not None
         return self.state, self._cache
+
+
+# ======================================================= negatives for padded sequences
+# Per-position and in-batch negatives of the padded-sequence task
+# (seqrec.training.sequence_task). Shared popularity^alpha negatives come from
+# PopularitySampler above. Every draw uses the caller's torch.Generator.
+
+MAX_REJECTION_ROUNDS = 64  # re-draws of negatives that hit the row's history
+
+
+def _in_rows(values: Tensor, sorted_rows: Tensor) -> Tensor:
+    """(N, K) bool: ``values[n, k]`` is one of ``sorted_rows[n]`` ((N, L) ascending)."""
+    if sorted_rows.shape[1] == 0:
+        return torch.zeros_like(values, dtype=torch.bool)
+    pos = torch.searchsorted(sorted_rows, values).clamp(max=sorted_rows.shape[1] - 1)
+    return sorted_rows.gather(1, pos) == values  # (N, K)
+
+
+def uniform_negatives(
+    positives: Tensor,
+    n_items: int,
+    k: int,
+    generator: torch.Generator,
+    history: Tensor | None = None,
+) -> Tensor:
+    """(N, k) int64 negatives per position, uniform over the items other than the
+    row's positive (drawn exactly: ``r ~ U{0..n_items-2}``, ``r + (r >= positive)``).
+
+    ``positives`` (N,) int64 item ids. ``history`` (N, L) int64, optional: items to
+    exclude as well (e.g. the row's session), negative entries ignored; negatives that
+    hit it are re-drawn (up to :data:`MAX_REJECTION_ROUNDS` rounds; a row whose history
+    covers almost the whole catalogue may keep a few hits). Deterministic given the
+    generator's state.
+    """
+    if n_items < 2:
+        raise ValueError(f"uniform negatives need n_items >= 2, got {n_items}")
+    if positives.dim() != 1:
+        raise ValueError(f"positives must be (N,), got {tuple(positives.shape)}")
+    n = positives.shape[0]
+    pos = positives.long()  # (N,)
+    rows = torch.arange(n, device=pos.device).repeat_interleave(k)  # (N * k,)
+    neg = _redraw(rows, pos, n_items, generator).view(n, k)  # (N, k)
+    if history is None or history.numel() == 0:
+        return neg
+    if history.shape[0] != n:
+        raise ValueError(f"history must have {n} rows, got {tuple(history.shape)}")
+    hist = torch.sort(history.long(), dim=1).values  # (N, L); negative ids never match
+    for _ in range(MAX_REJECTION_ROUNDS):
+        bad = _in_rows(neg, hist)  # (N, k)
+        if not bool(bad.any()):
+            break
+        r, c = bad.nonzero(as_tuple=True)
+        neg[r, c] = _redraw(r, pos, n_items, generator)
+    return neg
+
+
+def _redraw(rows: Tensor, pos: Tensor, n_items: int, generator: torch.Generator) -> Tensor:
+    """One uniform draw per entry of ``rows``, never equal to ``pos[rows]``."""
+    r = torch.randint(0, n_items - 1, (rows.shape[0],), generator=generator, device=rows.device)
+    return r + (r >= pos[rows]).long()
+
+
+def in_batch_candidates(targets: Tensor, extra: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """In-batch negatives: the batch's distinct targets (plus ``extra`` shared
+    negatives, e.g. from :class:`PopularitySampler`) as one candidate set.
+
+    Returns ``candidates`` (C,) sorted distinct item ids and ``column`` (N,): the column
+    of each row's own target. Every other candidate is a negative of the row; since
+    each item appears once, no candidate equals the row's positive.
+    """
+    if targets.dim() != 1:
+        raise ValueError(f"targets must be (N,), got {tuple(targets.shape)}")
+    items = targets.long() if extra is None else torch.cat([targets.long(), extra.long()])
+    candidates = torch.unique(items)  # (C,) sorted
+    column = torch.searchsorted(candidates, targets.long())  # (N,)
+    return candidates, column
+
+
+__all__ += ["MAX_REJECTION_ROUNDS", "in_batch_candidates", "uniform_negatives"]

@@ -26,9 +26,10 @@ from seqrec.data.samples import Samples
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError
 from seqrec.models.base import Recommender, resolve_device
-from seqrec.trainconfig import split_training, training_dict
+from seqrec.trainconfig import training_configs, training_dict
 from seqrec.training import kernels
 from seqrec.training.loop import LoopOptions, TrainTask, checkpoint_fingerprint, run_training
+from seqrec.training.sequence_task import sequence_task
 from seqrec.training.session_parallel import SessionParallelTask
 from seqrec.training.sysmem import keep_freed_memory
 
@@ -37,6 +38,7 @@ __all__ = ["FAMILIES", "build_task", "fit"]
 # batching family -> task factory (model, train, TrainConfig, LossConfig, SamplerConfig)
 FAMILIES: dict[str, Callable[..., TrainTask]] = {
     "session-parallel": SessionParallelTask,
+    "sequences": sequence_task,
 }
 
 Validator = Callable[[], dict[str, float]]
@@ -56,14 +58,15 @@ def build_task(
     if model.family not in FAMILIES:
         raise ConfigError(f"{model.name}: unknown training family {model.family!r}")
     all_keys = {**model.training_keys, **keys}
-    cfg, loss_cfg, sampler_cfg = split_training(all_keys)
-    model._check_training(training_dict(cfg, loss_cfg, sampler_cfg))
+    configs = training_configs(all_keys, model.family)
+    cfg, loss_cfg, sampler_cfg = configs[:3]
+    model._check_training(training_dict(*configs))
     device = resolve_device(cfg.device)
     if cfg.malloc_tuning and device.type == "cpu":
         keep_freed_memory()  # opt-in: no page faults from the step's big tensors (sysmem.py)
     model.begin_fit(train, item_index)
     model.build_net(model.n_items_, device, cfg.seed)
-    model.training_keys = training_dict(cfg, loss_cfg, sampler_cfg)
+    model.training_keys = training_dict(*configs)
     return FAMILIES[model.family](model, train, cfg, loss_cfg, sampler_cfg)
 
 

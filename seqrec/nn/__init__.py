@@ -1,0 +1,1 @@
+"""Reusable blocks shared by models (importable from model files: no training code)."""

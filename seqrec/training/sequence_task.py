@@ -1,0 +1,391 @@
+"""The padded-sequence training task: any network that maps a padded batch to hidden
+states, trained with the configured target layout, negatives and loss.
+
+A network of this family (:class:`SequenceNet`) has two methods:
+
+* ``forward(seqs)``: ``(B, T)`` int64 padded histories (:mod:`seqrec.nn.padding`:
+  right-aligned, PAD = -1, MASK = -2) -> ``(B, T, d)`` hidden states, the state at
+  column ``t`` predicting the target at column ``t`` (a causal model must not look at
+  later columns; a cloze model may);
+* ``item_scores(hidden, items=None)``: ``(N, d)`` hidden states -> scores of
+  all items ``(N, n_items)`` (``items`` None), of shared candidates ``(N, C)``
+  (``items`` (C,)) or of per-row candidates ``(N, K)`` (``items`` (N, K)).
+
+The task cuts the sessions into batches (:class:`~seqrec.training.sequences.SequenceBatcher`;
+``layout`` causal / masked / last-of-prefix), gathers the hidden states of the positions
+that have a target, scores them against the candidates of ``negatives``
+
+* ``full``: the whole catalogue (the loss sees every item);
+* ``uniform``: ``n_neg`` uniform negatives per position, never the positive (nor the
+  row's session items with ``exclude_history``);
+* ``popularity``: ``n_neg`` negatives shared by the batch, drawn with probability
+  proportional to count ** ``sample_alpha`` (:class:`~seqrec.training.sampling.PopularitySampler`);
+  negatives equal to a row's positive are masked;
+* ``in-batch``: the batch's distinct targets (plus ``n_neg`` popularity negatives);
+
+and applies the loss named by ``loss`` (:data:`~seqrec.training.losses.TARGET_LOSSES`;
+with ``logq`` > 0 the cross-entropy subtracts ``logq * log Q`` of each candidate: the
+sampled softmax with logQ correction). The model never sees which loss it is trained
+with. Dense parameters are updated by ``torch.optim`` (Adam, or Adagrad); the item
+tables a network lists in ``row_params`` (optional) by the row-sparse
+:class:`~seqrec.training.optim.RowAdam` / :class:`~seqrec.training.optim.AdagradM`,
+which touch only the rows of a sparse gradient (``nn.functional.embedding(...,
+sparse=True)``): a step then costs the batch's rows, not the catalogue's (FPMC on
+Diginetica's 43k items, batch 256, one thread: 39 ms per step with dense Adam on the
+two tables, 1.5 ms row-sparse).
+
+Randomness comes from generators the task owns: the batch order and masks from numpy
+Generators seeded by ``(seed, epoch)`` (see :mod:`seqrec.training.sequences`); the
+negatives from a ``torch.Generator`` (saved in the state dict); dropout inside the
+network draws from torch's default generator, which the task seeds from its own
+generator for the duration of each epoch and then restores (``torch.random.fork_rng``),
+so the process's random stream is left as it was and a resumed run is exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from seqrec.data.sessions import SessionLog
+from seqrec.errors import ConfigError
+from seqrec.models.base import Recommender
+from seqrec.trainconfig import LossConfig, SamplerConfig, SequenceConfig, TrainConfig
+from seqrec.training.losses import get_target_loss
+from seqrec.training.optim import AdagradM, RowAdam, RowOptimizer
+from seqrec.training.sampling import PopularitySampler, in_batch_candidates, uniform_negatives
+from seqrec.training.sequences import LAYOUTS, EpochPlan, SequenceBatcher
+from seqrec.training.threads import resolve_threads
+
+__all__ = ["NEGATIVES", "SequenceNet", "SequenceOptions", "SequenceTask", "sequence_task"]
+
+NEGATIVES: tuple[str, ...] = ("full", "uniform", "popularity", "in-batch")
+OPTIMIZERS: tuple[str, ...] = ("adam", "adagrad")
+
+Batch = tuple[Tensor, Tensor]  # inputs (B, T), targets (B, T); int64, PAD = -1
+
+
+class SequenceNet(Protocol):
+    """What the padded-sequence task needs from a model's network."""
+
+    def __call__(self, seqs: Tensor) -> Tensor:
+        """(B, T) int64 padded histories -> (B, T, d) hidden states."""
+        ...
+
+    def item_scores(self, hidden: Tensor, items: Tensor | None = None) -> Tensor:
+        """(N, d) -> (N, n_items) | (N, C) for items (C,) | (N, K) for items (N, K)."""
+        ...
+
+    # optional: ``row_params: list[str]``, item tables updated row-sparsely
+
+    def parameters(self) -> Iterator[nn.Parameter]: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+
+@dataclass(frozen=True)
+class SequenceOptions:
+    """How the task batches, samples, scores and updates (validated on construction)."""
+
+    layout: Literal["causal", "masked", "last"] = "causal"
+    max_len: int = 50  # window T: the most recent items kept
+    mask_prob: float = 0.2  # masked layout: masking probability
+    batch_size: int = 128  # sessions (causal, masked) or prefixes (last) per batch
+    shuffle: bool = True  # shuffle the samples every epoch
+    optimizer: Literal["adam", "adagrad"] = "adam"
+    learning_rate: float = 1e-3
+    momentum: float = 0.0  # adagrad: momentum of the row-sparse item-table updates
+    weight_decay: float = 0.0
+    seed: int = 42
+    loss: str = "cross-entropy"  # a name in TARGET_LOSSES
+    negatives: Literal["full", "uniform", "popularity", "in-batch"] = "full"
+    n_neg: int = 1  # per position (uniform) or shared by the batch (popularity, in-batch)
+    sample_alpha: float = 0.75  # popularity exponent of shared negatives
+    sample_cache: int = 1_000_000  # shared negatives drawn at a time
+    exclude_history: bool = False  # uniform: never the row's session items
+    logq: float = 0.0  # logQ correction strength of the cross-entropy
+    bpreg: float = 1.0  # bpr-max score regularisation
+    gbce_t: float = 0.0  # gbce calibration t in [0, 1]
+    elu_param: float = 0.0  # > 0: ELU(alpha) on the scores before the loss
+    mask_hits: bool = True  # popularity: mask shared negatives equal to a row's positive
+    threads: int | Literal["auto"] = 0  # intra-op CPU threads while training (0: leave)
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+        if self.negatives not in NEGATIVES:
+            raise ConfigError(
+                f"negatives must be one of {', '.join(NEGATIVES)}, got {self.negatives!r}"
+            )
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(
+                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
+        get_target_loss(self.loss)  # ConfigError for unknown names
+        if self.max_len < 1 or self.batch_size < 1:
+            raise ConfigError("max_len and batch_size must be >= 1")
+        if not 0.0 < self.mask_prob <= 1.0:
+            raise ConfigError(f"mask_prob must be in (0, 1], got {self.mask_prob}")
+        if self.learning_rate <= 0 or self.weight_decay < 0:
+            raise ConfigError("learning_rate must be > 0 and weight_decay >= 0")
+        if self.n_neg < 0 or (self.negatives in ("uniform", "popularity") and self.n_neg < 1):
+            raise ConfigError(f"n_neg must be >= 1 with {self.negatives} negatives")
+        if min(self.sample_alpha, self.logq, self.bpreg, self.elu_param) < 0:
+            raise ConfigError("sample_alpha, logq, bpreg and elu_param must be >= 0")
+        if not 0.0 <= self.gbce_t <= 1.0:
+            raise ConfigError(f"gbce_t must be in [0, 1], got {self.gbce_t}")
+
+
+def _optimizers(
+    net: nn.Module, o: SequenceOptions
+) -> tuple[torch.optim.Optimizer | None, RowOptimizer | None, list[str]]:
+    """torch.optim for the dense parameters, a row-sparse optimiser for the item tables
+    the net names in ``row_params`` (their names)."""
+    params = dict(net.named_parameters())
+    row_names = [n for n in getattr(net, "row_params", []) if n in params]
+    dense = [p for n, p in params.items() if n not in row_names]
+    lr, wd = o.learning_rate, o.weight_decay
+    opt: torch.optim.Optimizer | None = None
+    if dense and o.optimizer == "adam":
+        opt = torch.optim.Adam(dense, lr=lr, weight_decay=wd)
+    elif dense:
+        opt = torch.optim.Adagrad(dense, lr=lr, weight_decay=wd)
+    rows = {n: params[n] for n in row_names}
+    row_opt: RowOptimizer | None = None
+    if rows:
+        row_opt = RowAdam(rows, lr) if o.optimizer == "adam" else AdagradM(rows, lr, o.momentum)
+    return opt, row_opt, row_names
+
+
+class SequenceTask:
+    """A :class:`seqrec.training.loop.TrainTask` for a :class:`SequenceNet`.
+
+    Args:
+        net: the network (an ``nn.Module``; trained in place on its own device).
+        train: the training sessions (dense item ids, no unknown items).
+        n_items: catalogue size.
+        options: batching, negatives, loss and optimiser settings.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        train: SessionLog,
+        n_items: int,
+        options: SequenceOptions,
+    ) -> None:
+        self.net, self.n_items, self.o = net, int(n_items), options
+        self.device = next(net.parameters()).device
+        o = options
+        self.batcher = SequenceBatcher(
+            train, o.max_len, o.layout, mask_prob=o.mask_prob, seed=o.seed, shuffle=o.shuffle
+        )
+        self.loss_fn = get_target_loss(o.loss)
+        self.opt, self.row_opt, self.row_names = _optimizers(net, o)
+        self.generator = torch.Generator(device=self.device).manual_seed(o.seed)
+        counts = train.item_counts(self.n_items).astype(np.float64)
+        self.sampler: PopularitySampler | None = None
+        if o.negatives == "popularity" or (o.negatives == "in-batch" and o.n_neg > 0):
+            self.sampler = PopularitySampler(
+                counts, o.sample_alpha, o.n_neg, cache_size=o.sample_cache,
+                seed=o.seed + 1, device=self.device,
+            )  # fmt: skip
+        # log Q of each item: the sampler's, or the unigram frequency of in-batch targets
+        freq = np.log(np.maximum(counts, 1.0) / max(counts.sum(), 1.0))
+        self.log_q = (
+            self.sampler.log_prob
+            if self.sampler is not None
+            else torch.from_numpy(freq).to(self.device, torch.float32)
+        )
+        self._plan: tuple[int, EpochPlan] | None = None
+
+    # -- TrainTask protocol -------------------------------------------------
+    def plan(self, epoch: int) -> EpochPlan:
+        if self._plan is None or self._plan[0] != epoch:
+            self._plan = (epoch, self.batcher.plan(epoch))
+        return self._plan[1]
+
+    def n_events(self, epoch: int) -> int:
+        """Target positions trained on in ``epoch``."""
+        return self.plan(epoch).n_targets
+
+    def batches(self, epoch: int) -> Iterator[Batch]:
+        plan = self.plan(epoch)
+        cuda = self.device.type == "cuda"
+        seed = int(torch.randint(0, 2**62, (), generator=self.generator, device=self.device))
+        # dropout draws from torch's default generator of the device: seeded from ours
+        # for this epoch, the process's stream restored afterwards
+        threads = 0 if cuda else resolve_threads(self.o.threads, self.o.batch_size * self.o.max_len)
+        previous = torch.get_num_threads()
+        with torch.random.fork_rng(devices=[self.device] if cuda else []):
+            if cuda:
+                with torch.cuda.device(self.device):
+                    torch.cuda.manual_seed(seed)
+            else:
+                torch.default_generator.manual_seed(seed)
+            self.net.train()
+            if threads and threads != previous:
+                torch.set_num_threads(threads)
+            try:
+                for inputs, targets in self.batcher.batches(epoch, self.o.batch_size, plan):
+                    yield (
+                        torch.from_numpy(inputs).to(self.device),
+                        torch.from_numpy(targets).to(self.device),
+                    )
+            finally:
+                self.net.eval()
+                if torch.get_num_threads() != previous:
+                    torch.set_num_threads(previous)
+
+    def train_step(self, batch: Batch) -> tuple[Tensor, int]:
+        inputs, targets = batch  # (B, T), (B, T)
+        o, net = self.o, self.net
+        hidden = net(inputs)  # (B, T, d)
+        sel = targets >= 0  # (B, T)
+        h = hidden[sel]  # (N, d)
+        tgt = targets[sel]  # (N,)
+        scores, column, mask, log_q = self._scores(h, tgt, inputs, targets, sel)
+        if o.elu_param > 0:
+            scores = torch.nn.functional.elu(scores, alpha=o.elu_param)
+        loss = self.loss_fn(
+            scores, column, mask=mask, log_q=log_q, logq=o.logq, bpreg=o.bpreg,
+            gbce_t=o.gbce_t, n_items=self.n_items,
+        )  # fmt: skip
+        for p in self.net.parameters():
+            p.grad = None
+        loss.backward()
+        if self.opt is not None:
+            self.opt.step()
+        if self.row_opt is not None:
+            self._step_rows(self.row_opt)
+        return loss.detach(), int(tgt.shape[0])
+
+    def _scores(
+        self, h: Tensor, tgt: Tensor, inputs: Tensor, targets: Tensor, sel: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """(scores (N, C), target column (N,), mask (N, C) | None, log Q | None)."""
+        o, net = self.o, self.net
+        n = tgt.shape[0]
+        zeros = torch.zeros(n, dtype=torch.long, device=h.device)
+        if o.negatives == "full":
+            return net.item_scores(h), tgt, None, None
+        if o.negatives == "uniform":
+            history = None
+            if o.exclude_history:
+                rows = sel.nonzero(as_tuple=True)[0]  # (N,) batch row of each position
+                history = torch.cat([inputs, targets], dim=1)[rows]  # (N, 2T)
+            neg = uniform_negatives(tgt, self.n_items, o.n_neg, self.generator, history)
+            cand = torch.cat([tgt[:, None], neg], dim=1)  # (N, 1 + K)
+            return net.item_scores(h, cand), zeros, None, None  # uniform Q: logQ is constant
+        if o.negatives == "popularity":
+            assert self.sampler is not None
+            neg = self.sampler.sample()  # (S,)
+            scores = torch.cat(
+                [net.item_scores(h, tgt[:, None]), net.item_scores(h, neg)], dim=1
+            )  # (N, 1 + S)
+            mask = None
+            if o.mask_hits:  # (N, 1 + S): accidental hits
+                hits = neg[None, :] == tgt[:, None]  # (N, S)
+                mask = torch.cat([torch.zeros_like(hits[:, :1]), hits], dim=1)
+            log_q = torch.cat(
+                [self.log_q[tgt][:, None], self.log_q[neg][None, :].expand(n, -1)], dim=1
+            )
+            return scores, zeros, mask, log_q
+        extra = self.sampler.sample() if self.sampler is not None else None
+        cand, column = in_batch_candidates(tgt, extra)  # (C,), (N,)
+        return net.item_scores(h, cand), column, None, self.log_q[cand]
+
+    def _step_rows(self, opt: RowOptimizer) -> None:
+        """Row-sparse update of the item tables: only the rows a sparse gradient touches
+        (``nn.functional.embedding(..., sparse=True)`` in the net), else the whole table."""
+        opt.tick()
+        wd = self.o.weight_decay
+        with torch.no_grad():
+            for name in self.row_names:
+                p = opt.params[name]
+                g = p.grad
+                if g is None:
+                    continue
+                if g.is_sparse:
+                    g = g.coalesce()
+                    rows, vals = g.indices()[0], g.values()  # (R,), (R, d)
+                    if wd:
+                        vals = vals + wd * p.index_select(0, rows)
+                    opt.step_rows(name, rows, vals)
+                    p.grad = None
+                else:
+                    if wd:
+                        g.add_(p, alpha=wd)
+                    opt.step_dense(name)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        out = {f"net.{k}": v.detach().clone() for k, v in self.net.state_dict().items()}
+        if self.opt is not None:
+            for idx, st in self.opt.state_dict()["state"].items():
+                for name, value in st.items():
+                    out[f"opt.{idx}.{name}"] = torch.as_tensor(value).clone()
+        if self.row_opt is not None:
+            out.update({f"rowopt.{k}": v.clone() for k, v in self.row_opt.state_dict().items()})
+        out["rng.negatives"] = self.generator.get_state()
+        if self.sampler is not None:
+            for k, v in self.sampler.state_dict().items():
+                out[f"sampler.{k}"] = v if isinstance(v, Tensor) else torch.tensor(v)
+        return out
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        def part(prefix: str) -> dict[str, Any]:
+            return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+        self.net.load_state_dict({k: v.to(self.device) for k, v in part("net.").items()})
+        opt_state: dict[int, dict[str, Tensor]] = {}
+        for key, value in part("opt.").items():
+            idx, name = key.split(".", 1)
+            opt_state.setdefault(int(idx), {})[name] = value
+        if self.opt is not None:
+            groups = self.opt.state_dict()["param_groups"]
+            self.opt.load_state_dict({"state": opt_state, "param_groups": groups})
+        if self.row_opt is not None:
+            self.row_opt.load_state_dict(part("rowopt."))
+        self.generator.set_state(state["rng.negatives"])
+        if self.sampler is not None:
+            self.sampler.load_state_dict(part("sampler."))
+        self._plan = None
+
+
+def sequence_task(
+    model: Recommender,
+    train: SessionLog,
+    cfg: TrainConfig,
+    loss_cfg: LossConfig,
+    sampler_cfg: SamplerConfig,
+) -> SequenceTask:
+    """The task of a model of the ``"sequences"`` family (``seqrec.training.FAMILIES``):
+    its ``net_`` trained with its training keys (the family's own keys,
+    :class:`~seqrec.trainconfig.SequenceConfig`, are read from ``model.training_keys``)."""
+    keys = model.training_keys
+    seq = {f: keys[f] for f in SequenceConfig.__dataclass_fields__}
+    options = SequenceOptions(
+        **seq,
+        batch_size=cfg.batch_size,
+        shuffle=cfg.shuffle,
+        optimizer=cfg.optimizer,
+        learning_rate=cfg.learning_rate,
+        momentum=cfg.momentum,
+        seed=cfg.seed,
+        threads=cfg.threads,
+        loss=loss_cfg.loss,
+        logq=loss_cfg.logq,
+        bpreg=loss_cfg.bpreg,
+        gbce_t=loss_cfg.gbce_t,
+        elu_param=loss_cfg.elu_param,
+        mask_hits=loss_cfg.mask_false_negatives,
+        n_neg=sampler_cfg.n_sample,
+        sample_alpha=sampler_cfg.sample_alpha,
+        sample_cache=sampler_cfg.sample_cache,
+    )
+    return SequenceTask(model.net_, train, model.n_items_, options)  # type: ignore[attr-defined]

@@ -1,0 +1,188 @@
+"""Padded, left-truncated sequence batches for non-recurrent models (SASRec, FPMC, ...).
+
+A batch is two ``(B, T)`` int64 arrays, ``T = max_len``:
+
+* ``inputs``: each row is a window of one session's items in time order,
+  **right-aligned**: the most recent item is in column ``T - 1`` and shorter windows are
+  padded on the left with :data:`PAD` (-1). Sessions longer than the window are
+  **left-truncated** (the oldest items are dropped, the most recent ``T`` kept). In the
+  masked layout, masked positions hold :data:`MASK` (-2) instead of their item.
+* ``targets``: the item to predict at each position, or :data:`PAD` (-1) where there is
+  nothing to predict (padding, unmasked positions, ...). Losses ignore those positions.
+
+Negative ids never collide with items (dense ids ``0..n_items-1``). The convention
+(PAD, MASK, :func:`pad_histories` for inference, :func:`embedding_ids` mapping them to
+embedding rows) lives in :mod:`seqrec.nn.padding`, which model files may import; it is
+re-exported here.
+
+Three target layouts (``layout``):
+
+``causal``
+    One sample per session (length >= 2): inputs ``x[0..n-2]``, targets ``x[1..n-1]`` -
+    the next item at every position (SASRec-style causal models). The window holds the
+    last ``T`` (input, target) pairs.
+``masked``
+    One sample per session (length >= 2): inputs are the last ``T`` items; every item is
+    masked with probability ``mask_prob`` (a row without any masked item gets its last
+    item masked) and predicted at its position (cloze models, BERT4Rec-style). At
+    inference the history is followed by one :data:`MASK` (``pad_histories(...,
+    append_mask=True)``), so the last position is always the one to predict.
+``last``
+    One sample per prefix: for every event ``j`` of a session that has a next event, the
+    window ending at ``x[j]`` with the single target ``x[j + 1]`` in the last column
+    (the prefix augmentation of session-based models: GRU4Rec's pairs, SR-GNN's samples).
+
+An epoch's plan (sample order and, for ``masked``, which events are masked) is drawn at
+once with a numpy Generator seeded from ``(seed, epoch)``, so epochs are deterministic,
+independent of each other and reproducible after a resume without any saved state.
+Batches are then cut from the CSR arrays with vectorised index arithmetic (no Python
+loop per event).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from seqrec.data.sessions import SessionLog
+from seqrec.nn.padding import MASK, PAD, embedding_ids, pad_histories
+
+__all__ = [
+    "LAYOUTS",
+    "MASK",
+    "PAD",
+    "EpochPlan",
+    "SequenceBatcher",
+    "embedding_ids",
+    "pad_histories",
+]
+
+Layout = Literal["causal", "masked", "last"]
+LAYOUTS: tuple[str, ...] = ("causal", "masked", "last")
+
+
+def _windows(items: np.ndarray, ends: np.ndarray, starts: np.ndarray, T: int) -> np.ndarray:
+    """(B, T) int64: the events ``max(starts[b], ends[b]-T+1) .. ends[b]`` of ``items``,
+    right-aligned, left-padded with PAD. ``ends`` inclusive, ``starts`` the first event
+    allowed (the session's first)."""
+    pos = ends[:, None] - (T - 1) + np.arange(T, dtype=np.int64)[None, :]  # (B, T)
+    valid = pos >= starts[:, None]
+    out = items[np.where(valid, pos, 0)].astype(np.int64)  # (B, T)
+    out[~valid] = PAD
+    return out
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """One epoch: the sample order and (masked layout) which events are masked."""
+
+    order: np.ndarray  # (n_samples,) int64 permutation of the samples
+    masked: np.ndarray | None  # (n_events,) bool, masked layout only
+    n_targets: int  # positions with a target in the whole epoch
+
+
+class SequenceBatcher:
+    """Cuts a :class:`SessionLog` into padded sequence batches (see the module doc).
+
+    Args:
+        log: the training sessions (sessions shorter than 2 are skipped).
+        max_len: window length ``T`` (most recent items kept).
+        layout: ``"causal"``, ``"masked"`` or ``"last"``.
+        mask_prob: masking probability of the masked layout.
+        seed: seed of the per-epoch numpy Generators.
+        shuffle: shuffle the samples every epoch (else the log's order).
+    """
+
+    def __init__(
+        self,
+        log: SessionLog,
+        max_len: int,
+        layout: Layout = "causal",
+        *,
+        mask_prob: float = 0.2,
+        seed: int = 0,
+        shuffle: bool = True,
+    ) -> None:
+        if max_len < 1:
+            raise ValueError(f"max_len must be >= 1, got {max_len}")
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+        if layout == "masked" and not 0.0 < mask_prob <= 1.0:
+            raise ValueError(f"mask_prob must be in (0, 1], got {mask_prob}")
+        self.items = np.asarray(log.items, dtype=np.int64)  # (n_events,)
+        if self.items.size and self.items.min() < 0:
+            raise ValueError("the log holds unknown items (-1); drop them first")
+        self.T, self.layout, self.mask_prob = int(max_len), layout, float(mask_prob)
+        self.seed, self.shuffle = int(seed), bool(shuffle)
+        lengths = log.lengths
+        sess = np.flatnonzero(lengths >= 2)  # sessions with a training pair
+        first = log.offsets[:-1][sess]  # (S,) first event
+        last = log.offsets[1:][sess] - 1  # (S,) last event
+        if layout == "last":  # one sample per event that has a next event
+            pairs = lengths[sess] - 1
+            starts = np.repeat(first, pairs)
+            ends = starts + np.arange(int(pairs.sum())) - np.repeat(np.cumsum(pairs) - pairs, pairs)
+            self._starts, self._ends = starts, ends  # window x[start..end], target end + 1
+            self._fixed_targets = len(ends)
+        elif layout == "causal":
+            self._starts, self._ends = first, last - 1  # inputs end before the last item
+            self._fixed_targets = int(np.minimum(lengths[sess] - 1, self.T).sum())
+        else:
+            self._starts, self._ends = first, last
+            self._fixed_targets = -1
+
+    @property
+    def n_samples(self) -> int:
+        return len(self._ends)
+
+    def plan(self, epoch: int) -> EpochPlan:
+        rng = np.random.default_rng([self.seed, epoch])
+        n = self.n_samples
+        order = rng.permutation(n) if self.shuffle else np.arange(n, dtype=np.int64)
+        if self.layout != "masked":
+            return EpochPlan(order=order, masked=None, n_targets=self._fixed_targets)
+        masked = rng.random(len(self.items)) < self.mask_prob  # (n_events,)
+        # events inside each window: the last T of the session
+        lo = np.maximum(self._starts, self._ends - self.T + 1)  # (S,)
+        inside = np.zeros(len(self.items) + 1, dtype=np.int64)
+        np.add.at(inside, lo, 1)
+        np.add.at(inside, self._ends + 1, -1)
+        inside = np.cumsum(inside[:-1]).astype(bool)  # (n_events,)
+        masked &= inside
+        csum = np.concatenate([[0], np.cumsum(masked)])
+        none = csum[self._ends + 1] - csum[lo] == 0  # (S,) windows without a masked item
+        masked[self._ends[none]] = True
+        return EpochPlan(order=order, masked=masked, n_targets=int(masked.sum()))
+
+    def batch(self, samples: np.ndarray, plan: EpochPlan) -> tuple[np.ndarray, np.ndarray]:
+        """(inputs, targets), each (len(samples), T) int64, for the given sample ids."""
+        starts, ends = self._starts[samples], self._ends[samples]
+        T = self.T
+        if self.layout == "causal":
+            inputs = _windows(self.items, ends, starts, T)
+            targets = _windows(self.items, ends + 1, starts + 1, T)  # same positions, +1
+        elif self.layout == "last":
+            inputs = _windows(self.items, ends, starts, T)
+            targets = np.full_like(inputs, PAD)
+            targets[:, -1] = self.items[ends + 1]
+        else:
+            assert plan.masked is not None
+            inputs = _windows(self.items, ends, starts, T)
+            pos = ends[:, None] - (T - 1) + np.arange(T)[None, :]  # (B, T) event index
+            hit = (inputs >= 0) & plan.masked[np.maximum(pos, 0)]
+            targets = np.where(hit, inputs, PAD)
+            inputs = np.where(hit, MASK, inputs)
+        return inputs, targets
+
+    def batches(
+        self, epoch: int, batch_size: int, plan: EpochPlan | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The epoch's batches in order (the last one may be smaller)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        plan = plan if plan is not None else self.plan(epoch)
+        for lo in range(0, self.n_samples, batch_size):
+            yield self.batch(plan.order[lo : lo + batch_size], plan)

@@ -9,6 +9,7 @@ from seqrec.errors import ConfigError, ModelFileError
 from seqrec.models.base import Recommender, read_model_info
 from seqrec.models.fpmc import FPMC
 from seqrec.models.gru4rec import GRU4Rec
+from seqrec.models.itemknn import ItemKNN
 from seqrec.models.pop import Pop, SessionPop
 from seqrec.models.rules import AR, SR, Markov
 
@@ -20,6 +21,7 @@ MODELS: dict[str, type[Recommender]] = {
     Markov.name: Markov,
     SR.name: SR,
     AR.name: AR,
+    ItemKNN.name: ItemKNN,
 }
 
 

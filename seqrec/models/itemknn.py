@@ -8,8 +8,8 @@ item, however often). The similarity is cosine with shrinkage ``lambda_``:
 
 where ``S_i`` is the set of sessions containing ``i``; an item is not its own neighbour.
 Only the ``k`` most similar neighbours of each item are kept (ties: smaller item id
-first), as CSR arrays. Empty and unknown histories score all zeros, as in the rule
-models (``seqrec.models.rules``).
+first), as CSR arrays (``seqrec.data.pairs.ItemMatrix``). Empty and unknown histories
+score all zeros, as in the rule models (``seqrec.models.rules``).
 """
 
 from __future__ import annotations
@@ -18,10 +18,20 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
+from seqrec.data.idmap import ItemIndex
+from seqrec.data.pairs import (
+    ItemMatrix,
+    last_items,
+    position_pairs,
+    session_of_events,
+    top_k_per_row,
+)
+from seqrec.data.samples import Samples
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError
-from seqrec.models.rules import CSRItemModel, position_pairs, session_of_events, to_csr
+from seqrec.models.base import Histories, Recommender
 
 
 @dataclass(frozen=True)
@@ -34,25 +44,21 @@ class ItemKNNConfig:
             raise ConfigError("itemknn: k must be >= 1 and lambda_ >= 0")
 
 
-def top_k_per_row(
-    rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Keep the ``k`` largest values of every row (ties: smaller column first)."""
-    order = np.lexsort((cols, -vals, rows))
-    rows, cols, vals = rows[order], cols[order], vals[order]
-    starts = np.searchsorted(rows, rows, side="left")
-    keep = (np.arange(len(rows)) - starts) < k
-    return rows[keep], cols[keep], vals[keep]
-
-
-class ItemKNN(CSRItemModel):
+class ItemKNN(Recommender):
     """Cosine item-to-item neighbours from session co-occurrence; scores from the last item."""
 
     name = "itemknn"
     Config = ItemKNNConfig
     small_config: ClassVar[dict[str, Any]] = {"k": 5, "lambda_": 1.0}
 
-    def build(self, train: SessionLog) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def fit(
+        self,
+        train: SessionLog,
+        valid: SessionLog | Samples | None = None,
+        *,
+        item_index: ItemIndex | None = None,
+    ) -> ItemKNN:
+        self.begin_fit(train, item_index)
         n = self.n_items_
         sess = session_of_events(train)
         # each (session, item) once, sorted by session then item
@@ -62,8 +68,30 @@ class ItemKNN(CSRItemModel):
         longest = int(np.bincount(s).max())
         a, b, _ = position_pairs(items, s, longest)  # every unordered pair once, a < b
         rows, cols = np.concatenate([a, b]), np.concatenate([b, a])
-        indptr, indices, cooc = to_csr(rows, cols, np.ones(len(rows)), n)
-        r = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
-        sims = cooc / (np.sqrt(support[r] * support[indices]) + self.config.lambda_)
-        r, c, v = top_k_per_row(r, indices, sims, self.config.k)
-        return to_csr(r, c, v, n)
+        # |S_i & S_j| by summing ones, then the shrunk cosine of every stored pair
+        cooc = ItemMatrix.from_pairs(rows, cols, np.ones(len(rows)), n)
+        r, c = cooc.row_ids(), cooc.indices
+        sims = cooc.values / (np.sqrt(support[r] * support[c]) + self.config.lambda_)
+        r, c, v = top_k_per_row(r, c, sims, self.config.k)
+        self.matrix_ = ItemMatrix.from_pairs(r, c, v, n)
+        return self
+
+    def score(self, histories: Histories) -> torch.Tensor:
+        self._check_fitted()
+        rows = last_items(histories, self.n_items_)
+        return torch.from_numpy(self.matrix_.dense_rows(rows))  # (B, n_items)
+
+    def _weights(self) -> dict[str, torch.Tensor]:
+        m = self.matrix_
+        return {
+            "indptr": torch.from_numpy(m.indptr),
+            "indices": torch.from_numpy(m.indices),
+            "values": torch.from_numpy(m.values),
+        }
+
+    def _set_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        arrays = [weights[k].numpy() for k in ("indptr", "indices", "values")]
+        try:
+            self.matrix_ = ItemMatrix.checked(*arrays, n=self.n_items_)
+        except ValueError as e:
+            raise ValueError(f"{self.name}: {e}") from None

@@ -49,7 +49,7 @@ def test_only_the_k_nearest_neighbours_are_kept():
     # row 1: 2 (0.816) beats 3 (0.707) and 0 (0.5)
     # row 2: 0 and 1 tie at 0.816 -> the smaller id, 0, is kept
     assert rows(m, [1, 2]) == [[0, 0, r5(2 / math.sqrt(6)), 0], [r5(2 / math.sqrt(6)), 0, 0, 0]]
-    assert len(m.indices_) == 4  # one neighbour per item
+    assert len(m.matrix_.indices) == 4  # one neighbour per item
 
 
 def test_repeats_count_once_and_no_self_similarity():

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from seqrec.data.pairs import ItemMatrix
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError
 from seqrec.models.registry import load_model
@@ -98,7 +99,7 @@ def test_scores_use_the_last_item_and_batches_agree(cls, tmp_path):
         assert torch.equal(batch[i], m.score([[h[-1]]])[0])
     loaded = load_model(m.save(tmp_path / "m"))
     assert torch.equal(loaded.score(hs), batch)
-    assert torch.equal(loaded.indices_, m.indices_)
+    assert np.array_equal(loaded.matrix_.indices, m.matrix_.indices)
 
 
 def test_bad_config_is_a_config_error():
@@ -106,3 +107,24 @@ def test_bad_config_is_a_config_error():
         SR({"steps": 0})
     with pytest.raises(ConfigError):
         SR({"weighting": "cubic"})
+
+
+def test_item_matrix_sums_pairs_gathers_rows_and_rejects_bad_arrays():
+    # pairs (0,1) 1 + 2, (0,2) 4, (2,0) 5 in a 3x3 matrix
+    m = ItemMatrix.from_pairs(
+        np.array([0, 2, 0, 0]), np.array([1, 0, 2, 1]), np.array([1.0, 5.0, 4.0, 2.0]), 3
+    )
+    assert m.indptr.tolist() == [0, 2, 2, 3]
+    assert m.dense_rows(np.array([2, -1, 0, 1, 0])).tolist() == [
+        [5, 0, 0],
+        [0, 0, 0],
+        [0, 3, 4],
+        [0, 0, 0],
+        [0, 3, 4],
+    ]
+    with pytest.raises(ValueError, match="row pointer"):
+        ItemMatrix.checked(np.array([0, 2, 1, 3]), m.indices, m.values, n=3)
+    with pytest.raises(ValueError, match="out of range"):
+        ItemMatrix.checked(m.indptr, np.array([1, 2, 3]), m.values, n=3)
+    with pytest.raises(ValueError, match="do not match"):
+        ItemMatrix.checked(m.indptr, m.indices, m.values, n=4)

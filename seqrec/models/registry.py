@@ -9,13 +9,19 @@ from seqrec.errors import ConfigError, ModelFileError
 from seqrec.models.base import Recommender, read_model_info
 from seqrec.models.fpmc import FPMC
 from seqrec.models.gru4rec import GRU4Rec
+from seqrec.models.itemknn import ItemKNN
 from seqrec.models.pop import Pop, SessionPop
+from seqrec.models.rules import AR, SR, Markov
 
 MODELS: dict[str, type[Recommender]] = {
     Pop.name: Pop,
     SessionPop.name: SessionPop,
     GRU4Rec.name: GRU4Rec,
     FPMC.name: FPMC,
+    Markov.name: Markov,
+    SR.name: SR,
+    AR.name: AR,
+    ItemKNN.name: ItemKNN,
 }
 
 

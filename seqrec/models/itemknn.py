@@ -1,0 +1,97 @@
+"""Item-kNN (the baseline of Hidasi et al. ICLR 2016 and Ludewig & Jannach UMUAI 2018):
+the next item is scored by its similarity to the last item of the session.
+
+Items are binary vectors over the training sessions (1 where the session contains the
+item, however often). The similarity is cosine with shrinkage ``lambda_``:
+
+    sim(i, j) = |S_i & S_j| / (sqrt(|S_i| * |S_j|) + lambda_)
+
+where ``S_i`` is the set of sessions containing ``i``; an item is not its own neighbour.
+Only the ``k`` most similar neighbours of each item are kept (ties: smaller item id
+first), as CSR arrays (``seqrec.data.pairs.ItemMatrix``). Empty and unknown histories
+score all zeros, as in the rule models (``seqrec.models.rules``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from seqrec.data.idmap import ItemIndex
+from seqrec.data.pairs import (
+    ItemMatrix,
+    last_items,
+    position_pairs,
+    session_of_events,
+    top_k_per_row,
+)
+from seqrec.data.samples import Samples
+from seqrec.data.sessions import SessionLog
+from seqrec.errors import ConfigError
+from seqrec.models.base import Histories, Recommender
+
+
+@dataclass(frozen=True)
+class ItemKNNConfig:
+    k: int = 100  # neighbours kept per item
+    lambda_: float = 20.0  # shrinkage added to the cosine's denominator
+
+    def validate(self) -> None:
+        if self.k < 1 or self.lambda_ < 0:
+            raise ConfigError("itemknn: k must be >= 1 and lambda_ >= 0")
+
+
+class ItemKNN(Recommender):
+    """Cosine item-to-item neighbours from session co-occurrence; scores from the last item."""
+
+    name = "itemknn"
+    Config = ItemKNNConfig
+    small_config: ClassVar[dict[str, Any]] = {"k": 5, "lambda_": 1.0}
+
+    def fit(
+        self,
+        train: SessionLog,
+        valid: SessionLog | Samples | None = None,
+        *,
+        item_index: ItemIndex | None = None,
+    ) -> ItemKNN:
+        self.begin_fit(train, item_index)
+        n = self.n_items_
+        sess = session_of_events(train)
+        # each (session, item) once, sorted by session then item
+        keys = np.unique(sess * n + train.items.astype(np.int64))
+        s, items = keys // n, keys % n
+        support = np.bincount(items, minlength=n).astype(np.float64)  # |S_i|
+        longest = int(np.bincount(s).max())
+        a, b, _ = position_pairs(items, s, longest)  # every unordered pair once, a < b
+        rows, cols = np.concatenate([a, b]), np.concatenate([b, a])
+        # |S_i & S_j| by summing ones, then the shrunk cosine of every stored pair
+        cooc = ItemMatrix.from_pairs(rows, cols, np.ones(len(rows)), n)
+        r, c = cooc.row_ids(), cooc.indices
+        sims = cooc.values / (np.sqrt(support[r] * support[c]) + self.config.lambda_)
+        r, c, v = top_k_per_row(r, c, sims, self.config.k)
+        self.matrix_ = ItemMatrix.from_pairs(r, c, v, n)
+        return self
+
+    def score(self, histories: Histories) -> torch.Tensor:
+        self._check_fitted()
+        rows = last_items(histories, self.n_items_)
+        return torch.from_numpy(self.matrix_.dense_rows(rows))  # (B, n_items)
+
+    def _weights(self) -> dict[str, torch.Tensor]:
+        m = self.matrix_
+        return {
+            "indptr": torch.from_numpy(m.indptr),
+            "indices": torch.from_numpy(m.indices),
+            "values": torch.from_numpy(m.values),
+        }
+
+    def _set_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        arrays = [weights[k].numpy() for k in ("indptr", "indices", "values")]
+        try:
+            self.matrix_ = ItemMatrix.checked(*arrays, n=self.n_items_)
+        except ValueError as e:
+            raise ValueError(f"{self.name}: {e}") from None

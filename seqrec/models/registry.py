@@ -10,12 +10,16 @@ from seqrec.models.base import Recommender, read_model_info
 from seqrec.models.fpmc import FPMC
 from seqrec.models.gru4rec import GRU4Rec
 from seqrec.models.pop import Pop, SessionPop
+from seqrec.models.sknn import SKNN, VMISKNN, VSKNN
 
 MODELS: dict[str, type[Recommender]] = {
     Pop.name: Pop,
     SessionPop.name: SessionPop,
     GRU4Rec.name: GRU4Rec,
     FPMC.name: FPMC,
+    SKNN.name: SKNN,
+    VSKNN.name: VSKNN,
+    VMISKNN.name: VMISKNN,
 }
 
 

@@ -259,9 +259,10 @@ class _SessionKNN(Recommender):
 
 
 class SKNN(_SessionKNN):
-    """SKNN (Jannach & Ludewig 2017): cosine over binary item sets,
-    ``sim(s, n) = |s & n| / sqrt(|s| * |n|)``; ``score(i) = sum of sim(s, n)`` over the
-    ``k`` neighbours ``n`` containing ``i``."""
+    """SKNN (Jannach & Ludewig 2017): neighbour sessions by cosine over item sets.
+
+    ``sim(s, n) = |s & n| / sqrt(|s| * |n|)`` over binary item sets;
+    ``score(i) = sum of sim(s, n)`` over the ``k`` neighbours ``n`` containing ``i``."""
 
     name = "sknn"
     Config = SKNNConfig
@@ -271,8 +272,10 @@ class SKNN(_SessionKNN):
 
 
 class VSKNN(_SessionKNN):
-    """V-SKNN (Ludewig & Jannach 2018): the current session's items weighted by position
-    (:func:`position_weights`; a repeated item keeps its most recent weight);
+    """V-SKNN (Ludewig & Jannach 2018): SKNN with position-decayed session items.
+
+    The current session's items are weighted by position (:func:`position_weights`;
+    a repeated item keeps its most recent weight);
     ``sim(s, n) = sum of w(i)`` over the items ``i`` of ``s`` in ``n`` (a weighted dot
     product with the binary neighbour vector); ``score(i) = sum of sim(s, n)`` over the
     ``k`` neighbours containing ``i``, times ``idf(i)`` with ``idf_weighting``."""
@@ -294,9 +297,10 @@ class VSKNN(_SessionKNN):
 
 
 class VMISKNN(VSKNN):
-    """VMIS-kNN (Kersbergen et al. 2022): V-SKNN's scores from an index that keeps only
-    the ``m`` most recent sessions per item, so a query reads at most ``m`` sessions per
-    item of the current session."""
+    """VMIS-kNN (Kersbergen et al. 2022): V-SKNN from the m most recent sessions per item.
+
+    The index keeps only the ``m`` most recent sessions per item, so a query reads at
+    most ``m`` sessions per item of the current session."""
 
     name = "vmis-knn"
     Config = VMISConfig

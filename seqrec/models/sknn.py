@@ -98,6 +98,11 @@ def position_weights(n: int, weighting: str) -> np.ndarray:
     * harmonic:  ``1 / (d + 1)``      (1, 1/2, 1/3, ...)
     """
     p = np.arange(1, n + 1, dtype=np.float64)
+    return _decay(p, np.full(n, float(n)), weighting)
+
+
+def _decay(p: np.ndarray, n: np.ndarray, weighting: str) -> np.ndarray:
+    """:func:`position_weights` of positions ``p`` in sessions of lengths ``n`` (arrays)."""
     d = n - p
     if weighting == "linear":
         return p / n
@@ -187,56 +192,82 @@ class _SessionKNN(Recommender):
         self.sess_len_ = np.diff(index["sess_offsets"]).astype(np.float64)
 
     # ------------------------------------------------------------- queries
-    def _query_weights(self, history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Distinct known items of a history and their weights (1 for plain SKNN)."""
-        h = history[history >= 0]
-        q = np.unique(h)
-        return q, np.ones(len(q))
+    def _positions_weight(self, pos: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """Weight of the known item at 1-based position ``pos`` of ``n`` (1 for SKNN)."""
+        return np.ones(len(pos))
 
-    def _similarity(self, overlap: np.ndarray, cand: np.ndarray, n_query: int) -> np.ndarray:
+    def _similarity(self, overlap: np.ndarray, cand: np.ndarray, n_query: np.ndarray) -> np.ndarray:
         return overlap
 
     def _item_factor(self) -> np.ndarray | None:
         return None
 
+    def _query_pairs(self, histories: Histories) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Distinct (row, item) pairs of the known items of a batch and their weights
+        (a repeated item keeps its largest, i.e. most recent, position weight)."""
+        hs = [np.asarray(h, dtype=np.int64).reshape(-1) for h in histories]
+        lens = np.array([len(h) for h in hs], dtype=np.int64)
+        flat = np.concatenate(hs) if hs else np.zeros(0, dtype=np.int64)
+        rows = np.repeat(np.arange(len(hs)), lens)
+        known = flat >= 0
+        rows, flat = rows[known], flat[known]
+        n_known = np.bincount(rows, minlength=len(hs))
+        first = np.cumsum(n_known) - n_known
+        pos = np.arange(len(flat)) - first[rows] + 1.0
+        pw = self._positions_weight(pos, n_known[rows].astype(np.float64))
+        keys, inv = np.unique(rows * self.n_items_ + flat, return_inverse=True)
+        w = np.zeros(len(keys))
+        np.maximum.at(w, inv, pw)
+        return keys // self.n_items_, keys % self.n_items_, w
+
+    def _neighbours_batch(
+        self, histories: Histories
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row, session id, similarity) of every query's neighbours, by row, then most
+        similar first (ties: more recent first). Session ids are recency ranks."""
+        ix = self.index_
+        rows, q, w = self._query_pairs(histories)
+        ids, which = _gather(ix["item_offsets"], ix["item_sessions"], q)
+        n_sess = len(ix["sess_offsets"]) - 1
+        keys, inv = np.unique(rows[which] * n_sess + ids, return_inverse=True)
+        overlap = np.bincount(inv, weights=w[which], minlength=len(keys))
+        r, cand = keys // n_sess, keys % n_sess
+        # the sample_size most recent candidates of each row (keys sorted by row, session)
+        per_row = np.bincount(r, minlength=len(histories))
+        last = np.cumsum(per_row) - 1
+        recent = last[r] - np.arange(len(r)) < self.config.sample_size
+        r, cand, overlap = r[recent], cand[recent], overlap[recent]
+        n_query = np.bincount(rows, minlength=len(histories)).astype(np.float64)
+        sim = self._similarity(overlap, cand, n_query[r])
+        order = np.lexsort((-cand, -sim, r))
+        r, cand, sim = r[order], cand[order], sim[order]
+        counts = np.bincount(r, minlength=len(histories))
+        rank = np.arange(len(r)) - (np.cumsum(counts) - counts)[r]
+        top = rank < self.config.k
+        return r[top], cand[top], sim[top]
+
     def neighbours(self, history: Any) -> tuple[np.ndarray, np.ndarray]:
         """Ids (recency-ordered session ids of the index) and similarities of the
         neighbours of one history, most similar first (ties: more recent first)."""
-        ix = self.index_
-        q, w = self._query_weights(np.asarray(history, dtype=np.int64).reshape(-1))
-        if len(q) == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0)
-        ids, which = _gather(ix["item_offsets"], ix["item_sessions"], q)
-        if len(ids) == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0)
-        cand, inv = np.unique(ids, return_inverse=True)
-        overlap = np.bincount(inv, weights=w[which], minlength=len(cand))
-        size = self.config.sample_size
-        cand, overlap = cand[-size:], overlap[-size:]  # the most recent candidates
-        sim = self._similarity(overlap, cand, len(q))
-        top = np.lexsort((-cand, -sim))[: self.config.k]
-        return cand[top], sim[top]
+        _, cand, sim = self._neighbours_batch([history])
+        return cand, sim
 
-    def _score_one(self, history: Any, out: np.ndarray) -> None:
-        nb, sim = self.neighbours(history)
-        if len(nb) == 0:
-            h = np.asarray(history, dtype=np.int64).reshape(-1)
-            if not np.any(h >= 0):  # no known item: popularity fallback
-                pop = self.item_support_.numpy().astype(np.float64)
-                out[:] = pop / (pop.max() + 1.0)
-            return
+    def score(self, histories: Histories) -> torch.Tensor:
+        """One vectorised pass over the batch: no Python loop over queries or items."""
+        self._check_fitted()
+        b, n = len(histories), self.n_items_
         ix = self.index_
+        r, nb, sim = self._neighbours_batch(histories)
         items, which = _gather(ix["sess_offsets"], ix["sess_items"], nb)
-        out[:] = np.bincount(items, weights=sim[which], minlength=self.n_items_)
+        flat = np.bincount(r[which] * n + items, weights=sim[which], minlength=b * n)
+        out = flat.astype(np.float64, copy=False).reshape(b, n)  # int64 when no neighbour
         factor = self._item_factor()
         if factor is not None:
             out *= factor
-
-    def score(self, histories: Histories) -> torch.Tensor:
-        self._check_fitted()
-        out = np.zeros((len(histories), self.n_items_), dtype=np.float64)
-        for b, h in enumerate(histories):  # one bounded sparse query per history
-            self._score_one(h, out[b])
+        empty = [i for i, h in enumerate(histories) if not np.any(np.asarray(h) >= 0)]
+        if empty:  # no known item: popularity fallback
+            pop = self.item_support_.numpy().astype(np.float64)
+            out[empty] = pop / (pop.max() + 1.0)
         return torch.from_numpy(out.astype(np.float32))
 
     # --------------------------------------------------------- persistence
@@ -267,7 +298,7 @@ class SKNN(_SessionKNN):
     name = "sknn"
     Config = SKNNConfig
 
-    def _similarity(self, overlap: np.ndarray, cand: np.ndarray, n_query: int) -> np.ndarray:
+    def _similarity(self, overlap: np.ndarray, cand: np.ndarray, n_query: np.ndarray) -> np.ndarray:
         return overlap / np.sqrt(n_query * self.sess_len_[cand])
 
 
@@ -284,13 +315,8 @@ class VSKNN(_SessionKNN):
     Config = VSKNNConfig
     small_config: ClassVar[dict[str, Any]] = {"k": 5, "sample_size": 20, "idf_weighting": True}
 
-    def _query_weights(self, history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        h = history[history >= 0]
-        pw = position_weights(len(h), self.config.weighting)
-        q = np.unique(h)
-        w = np.zeros(len(q))
-        np.maximum.at(w, np.searchsorted(q, h), pw)  # most recent position's weight
-        return q, w
+    def _positions_weight(self, pos: np.ndarray, n: np.ndarray) -> np.ndarray:
+        return _decay(pos, n, self.config.weighting)
 
     def _item_factor(self) -> np.ndarray | None:
         return self.index_["idf"] if self.config.idf_weighting else None

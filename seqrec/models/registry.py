@@ -12,6 +12,7 @@ from seqrec.models.gru4rec import GRU4Rec
 from seqrec.models.itemknn import ItemKNN
 from seqrec.models.pop import Pop, SessionPop
 from seqrec.models.rules import AR, SR, Markov
+from seqrec.models.sknn import SKNN, VMISKNN, VSKNN
 
 MODELS: dict[str, type[Recommender]] = {
     Pop.name: Pop,
@@ -22,6 +23,9 @@ MODELS: dict[str, type[Recommender]] = {
     SR.name: SR,
     AR.name: AR,
     ItemKNN.name: ItemKNN,
+    SKNN.name: SKNN,
+    VSKNN.name: VSKNN,
+    VMISKNN.name: VMISKNN,
 }
 
 

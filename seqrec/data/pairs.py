@@ -99,6 +99,17 @@ class ItemMatrix:
             raise ValueError("a column index is out of range")
         return cls(indptr, indices, values)
 
+    ARRAYS = ("indptr", "indices", "values")  # names of the saved arrays
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The CSR arrays by name, for saving (``from_arrays`` reads them back)."""
+        return {"indptr": self.indptr, "indices": self.indices, "values": self.values}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], n: int) -> ItemMatrix:
+        """:meth:`checked` of the arrays saved by :meth:`arrays` (KeyError if one is missing)."""
+        return cls.checked(*(arrays[k] for k in cls.ARRAYS), n=n)
+
     def row_ids(self) -> np.ndarray:
         """(nnz,) row of every stored entry."""
         return np.repeat(np.arange(self.n, dtype=np.int64), np.diff(self.indptr))

@@ -68,16 +68,12 @@ class RuleModel(Recommender):
         return torch.from_numpy(self.matrix_.dense_rows(rows))  # (B, n_items)
 
     def _weights(self) -> dict[str, torch.Tensor]:
-        m = self.matrix_
-        return {
-            k: torch.from_numpy(v)
-            for k, v in (("indptr", m.indptr), ("indices", m.indices), ("values", m.values))
-        }
+        return {k: torch.from_numpy(v) for k, v in self.matrix_.arrays().items()}
 
     def _set_weights(self, weights: dict[str, torch.Tensor]) -> None:
-        arrays = [weights[k].numpy() for k in ("indptr", "indices", "values")]
         try:
-            self.matrix_ = ItemMatrix.checked(*arrays, n=self.n_items_)
+            arrays = {k: w.numpy() for k, w in weights.items()}
+            self.matrix_ = ItemMatrix.from_arrays(arrays, self.n_items_)
         except ValueError as e:
             raise ValueError(f"{self.name}: {e}") from None
 

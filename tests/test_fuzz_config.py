@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, example, given, note, settings
+from hypothesis import example, given, note
 from hypothesis import strategies as st
 
 from seqrec.cli import model_config
@@ -30,15 +30,8 @@ from seqrec.errors import ConfigError, SeqrecError
 from seqrec.models import MODELS, get_model_class
 from seqrec.models.gru4rec import GRU4Rec, GRU4RecConfig
 from seqrec.tuning import load_space
+from tests.fuzzing import FUZZ
 
-FUZZ = settings(
-    max_examples=int(os.environ.get("SEQREC_FUZZ_EXAMPLES", "60")),
-    deadline=dt.timedelta(seconds=10),
-    derandomize=bool(os.environ.get("CI")),
-    database=None,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.toml"))
 CONFIG_CLASSES = {name: cls.Config for name, cls in MODELS.items()}
 

@@ -26,22 +26,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, example, given, note, settings
+from hypothesis import example, given, note
 from hypothesis import strategies as st
 
 from seqrec.data.events import ALIASES, Columns
 from seqrec.data.formats import FORMATS, PROTOCOLS
 from seqrec.data.loading import detect_format, load_test_data, load_training_data, read_log
 from seqrec.errors import DataError, SeqrecError
+from tests.fuzzing import FUZZ
 
-FUZZ = settings(
-    max_examples=int(os.environ.get("SEQREC_FUZZ_EXAMPLES", "60")),
-    deadline=dt.timedelta(seconds=10),
-    derandomize=bool(os.environ.get("CI")),
-    database=None,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 LIMIT_S = 30  # a hard limit per example: a hang fails the test instead of stalling CI
 
 

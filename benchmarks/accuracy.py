@@ -8,7 +8,12 @@ equivalent commands, a result table, and appends one JSON line per run to
     python benchmarks/accuracy.py gru4rec:rsc15_100k --set n_epochs=5
 
 A run is MODEL:DATASET[:CONFIG]; CONFIG defaults to configs/MODEL/DATASET.toml when that
-file exists (model defaults otherwise).
+file exists (model defaults otherwise). ``--save-dir D`` also saves each trained model
+as ``D/DATASET-MODEL`` (e.g. to combine them into hybrids later). ``--table`` prints the
+markdown comparison tables (one per dataset, the latest line per model and config) from
+the JSON lines instead of running anything:
+
+    python benchmarks/accuracy.py --table benchmarks/results/accuracy_knn.jsonl
 """
 
 from __future__ import annotations
@@ -61,7 +66,13 @@ DATASETS = {
 }
 
 
-def run_one(spec: str, overrides: list[str], ks: tuple[int, ...], progress: bool) -> dict:
+def run_one(
+    spec: str,
+    overrides: list[str],
+    ks: tuple[int, ...],
+    progress: bool,
+    save_dir: str | None = None,
+) -> dict:
     parts = spec.split(":")
     if len(parts) not in (2, 3) or parts[1] not in DATASETS:
         raise SystemExit(
@@ -89,6 +100,8 @@ def run_one(spec: str, overrides: list[str], ks: tuple[int, ...], progress: bool
     t0 = time.perf_counter()
     fit_model(model, data, progress=progress)
     fit_s = time.perf_counter() - t0
+    if save_dir:
+        model.save(Path(save_dir) / f"{ds}-{model_name}")
     test, _ = load_test_data(test_path, "auto", model.item_index_, protocol)
     res = evaluate(model, test, protocol=protocol, ks=ks, item_popularity=model.item_support_)
     res.update(
@@ -96,6 +109,9 @@ def run_one(spec: str, overrides: list[str], ks: tuple[int, ...], progress: bool
         dataset=ds,
         config=cfg,
         train_seconds=round(fit_s, 1),
+        eval_seconds=round(res["eval_seconds"], 1),
+        config_file=os.path.relpath(cfg_file, REPO) if cfg_file else None,
+        overrides=list(overrides),
         command=cmd,
         date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         hardware=_hardware(str(getattr(model, "device_", "cpu"))),
@@ -114,12 +130,46 @@ def _hardware(device: str) -> str:
     return hw
 
 
+COLUMNS = ("recall@20", "mrr@20", "ndcg@20", "coverage@20", "popularity@20")
+
+
+def table(path: str) -> str:
+    """Markdown tables, one per dataset, from the JSON lines in ``path`` (the latest
+    line for each model + config + overrides)."""
+    latest: dict[tuple, dict] = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            r = json.loads(line)
+            key = (r["dataset"], r["model"], r.get("config_file"), tuple(r.get("overrides", ())))
+            latest[key] = r
+    out = []
+    for ds in sorted({k[0] for k in latest}):
+        out.append(f"\n**{ds}**\n")
+        out.append(
+            "| model | settings | "
+            + " | ".join(c.replace("@", "@") for c in COLUMNS)
+            + " | train s | eval s |"
+        )
+        out.append("|---" * (len(COLUMNS) + 4) + "|")
+        for key, r in latest.items():
+            if key[0] != ds:
+                continue
+            settings = " ".join([key[2] or "defaults", *key[3]])
+            vals = [f"{r[c]:.4f}" if isinstance(r.get(c), float) else "-" for c in COLUMNS]
+            out.append(
+                f"| {r['model']} | {settings} | "
+                + " | ".join(vals)
+                + f" | {r.get('train_seconds', '-')} | {r.get('eval_seconds', '-')} |"
+            )
+    return "\n".join(out)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument(
-        "runs", nargs="+", help="MODEL:DATASET[:CONFIG] (datasets: " + ", ".join(DATASETS) + ")"
+        "runs", nargs="*", help="MODEL:DATASET[:CONFIG] (datasets: " + ", ".join(DATASETS) + ")"
     )
     p.add_argument(
         "--set",
@@ -135,13 +185,20 @@ def main() -> None:
         help="append JSON lines here",
     )
     p.add_argument("--progress", action="store_true", help="show training progress bars")
+    p.add_argument("--save-dir", help="also save every trained model as SAVE_DIR/DATASET-MODEL")
+    p.add_argument("--table", metavar="JSONL", help="print markdown tables from JSONL and exit")
     args = p.parse_args()
+    if args.table:
+        print(table(args.table))
+        return
+    if not args.runs:
+        p.error("give at least one MODEL:DATASET[:CONFIG] run (or --table JSONL)")
     if not SHARED.is_dir():
         raise SystemExit(f"error: {SHARED} not found (the shared datasets are needed)")
     ks = tuple(int(k) for k in args.k.split(","))
     rows = []
     for spec in args.runs:
-        res = run_one(spec, args.set, ks, args.progress)
+        res = run_one(spec, args.set, ks, args.progress, args.save_dir)
         rows.append(res)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         with open(args.out, "a", encoding="utf-8") as fh:

@@ -77,6 +77,10 @@ class TrainConfig:
             _bad("matmul_precision = bfloat16 needs the fast step (fast_step = true, cell gru)")
 
 
+LOSS_NAMES = ("cross-entropy", "bpr-max", "top1-max", "bpr", "top1", "bce", "gbce")
+TARGET_COLUMN_LOSSES = ("bce", "gbce")  # the sequences family only
+
+
 @dataclass(frozen=True)
 class LossConfig:
     # bce and gbce: the sequences family only (losses over a target column)
@@ -120,9 +124,16 @@ def split_training(
     """Build the three configs from flat training keys (each validated; unknown keys and
     model keys are errors; the keys of ``family``'s own owners are allowed)."""
     parts = route_keys(keys, training_owners(family), "training")
+    loss = build_config(LossConfig, parts["loss"])
+    if family == "session-parallel" and loss.loss in TARGET_COLUMN_LOSSES:
+        _bad(
+            f"loss {loss.loss!r} needs a target column (padded-sequence models); "
+            "session-parallel training (GRU4Rec) supports: "
+            + ", ".join(x for x in LOSS_NAMES if x not in TARGET_COLUMN_LOSSES)
+        )
     return (
         build_config(TrainConfig, parts["training"]),
-        build_config(LossConfig, parts["loss"]),
+        loss,
         build_config(SamplerConfig, parts["sampler"]),
     )
 

@@ -71,3 +71,13 @@ def test_route_keys_splits_by_owner_and_lists_every_owner_on_errors():
     with pytest.raises(ConfigError, match=r"unknown config key 'stpes'.*did you mean 'steps'") as e:
         route_keys({"stpes": 1}, {"model": Cfg, "train": Other}, "m")
     assert "model: flag, layers, loss, lr, n; train: rate, steps" in str(e.value)
+
+
+@pytest.mark.parametrize("loss", ["bce", "gbce"])
+def test_target_column_losses_refused_for_gru4rec_at_construction(loss):
+    """bce/gbce exist for padded-sequence models only: GRU4Rec refuses them when the
+    model is built (before any data is read), naming the losses it supports."""
+    from seqrec.models.gru4rec import GRU4Rec
+
+    with pytest.raises(ConfigError, match=r"session-parallel.*cross-entropy, bpr-max"):
+        GRU4Rec({"loss": loss})

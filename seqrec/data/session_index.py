@@ -66,7 +66,8 @@ def build_index(
     # time order, so the last of each run is the item's most recent occurrence
     by_key = np.argsort(keys, kind="stable")
     sorted_keys = keys[by_key]
-    last = np.append(sorted_keys[1:] != sorted_keys[:-1], True)
+    last = np.ones(len(sorted_keys), dtype=bool)
+    last[:-1] = sorted_keys[1:] != sorted_keys[:-1]
     pairs = sorted_keys[last]
     sess = pairs // n_items
     items = pairs % n_items

@@ -13,6 +13,7 @@ from seqrec.models.itemknn import ItemKNN
 from seqrec.models.pop import Pop, SessionPop
 from seqrec.models.rules import AR, SR, Markov
 from seqrec.models.sknn import SKNN, VMISKNN, VSKNN
+from seqrec.models.stan import STAN
 
 MODELS: dict[str, type[Recommender]] = {
     Pop.name: Pop,
@@ -26,6 +27,7 @@ MODELS: dict[str, type[Recommender]] = {
     SKNN.name: SKNN,
     VSKNN.name: VSKNN,
     VMISKNN.name: VMISKNN,
+    STAN.name: STAN,
 }
 
 

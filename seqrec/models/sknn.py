@@ -41,6 +41,8 @@ import torch
 
 from seqrec.data.idmap import ItemIndex
 from seqrec.data.samples import Samples
+from seqrec.data.session_index import build_index
+from seqrec.data.session_index import gather as _gather
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError
 from seqrec.models.base import Histories, Recommender
@@ -113,57 +115,6 @@ def _decay(p: np.ndarray, n: np.ndarray, weighting: str) -> np.ndarray:
     if weighting == "harmonic":
         return 1.0 / (d + 1.0)
     raise ConfigError(f"unknown weighting {weighting!r}")
-
-
-def _gather(
-    offsets: np.ndarray, values: np.ndarray, rows: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The concatenated CSR rows ``rows`` of (offsets, values) and each value's row position."""
-    starts = offsets[rows]
-    lens = offsets[rows + 1] - starts
-    total = int(lens.sum())
-    which = np.repeat(np.arange(len(rows)), lens)
-    within = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)
-    return values[np.repeat(starts, lens) + within], which
-
-
-def build_index(train: SessionLog, n_items: int, cap: int) -> dict[str, np.ndarray]:
-    """The shared index arrays (see the module docstring)."""
-    lengths = train.lengths
-    keep = np.flatnonzero(lengths > 0)
-    if train.times is not None:
-        last_time = train.times[train.offsets[1:][keep] - 1]
-        order = keep[np.argsort(last_time, kind="stable")]
-    else:
-        order = keep
-    n_sess = len(order)
-    new_id = np.empty(train.n_sessions, dtype=np.int64)
-    new_id[order] = np.arange(n_sess)
-    event_sess = new_id[np.repeat(np.arange(train.n_sessions), lengths)]
-    pairs = np.unique(event_sess * n_items + train.items.astype(np.int64))  # by session, item
-    sess = pairs // n_items
-    items = pairs % n_items
-    sess_offsets = np.zeros(n_sess + 1, dtype=np.int64)
-    np.cumsum(np.bincount(sess, minlength=n_sess), out=sess_offsets[1:])
-    # item -> sessions, most recent (largest id) first, capped
-    by_item = np.lexsort((-sess, items))
-    it, se = items[by_item], sess[by_item]
-    df = np.bincount(it, minlength=n_items)
-    starts = np.concatenate(([0], np.cumsum(df)[:-1]))
-    rank = np.arange(len(it)) - np.repeat(starts, df)
-    kept = rank < cap
-    item_offsets = np.zeros(n_items + 1, dtype=np.int64)
-    np.cumsum(np.minimum(df, cap), out=item_offsets[1:])
-    idf = np.zeros(n_items, dtype=np.float64)
-    seen = df > 0
-    idf[seen] = np.log(n_sess / df[seen])
-    return {
-        "sess_offsets": sess_offsets,
-        "sess_items": items.astype(np.int64),
-        "item_offsets": item_offsets,
-        "item_sessions": se[kept].astype(np.int64),
-        "idf": idf,
-    }
 
 
 class _SessionKNN(Recommender):

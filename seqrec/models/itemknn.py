@@ -8,8 +8,9 @@ item, however often). The similarity is cosine with shrinkage ``lambda_``:
 
 where ``S_i`` is the set of sessions containing ``i``; an item is not its own neighbour.
 Only the ``k`` most similar neighbours of each item are kept (ties: smaller item id
-first), as CSR arrays (``seqrec.data.pairs.ItemMatrix``). Empty and unknown histories
-score all zeros, as in the rule models (``seqrec.models.rules``).
+first), as CSR arrays (``seqrec.data.pairs.ItemMatrix``). An empty history, an unknown
+last item or a last item without neighbours scores the training popularity scaled into
+[0, 1), as in the rule models (``seqrec.data.pairs.popularity_fallback``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from seqrec.data.idmap import ItemIndex
 from seqrec.data.pairs import (
     ItemMatrix,
     last_items,
+    popularity_fallback,
     position_pairs,
     session_of_events,
     top_k_per_row,
@@ -79,7 +81,8 @@ class ItemKNN(Recommender):
     def score(self, histories: Histories) -> torch.Tensor:
         self._check_fitted()
         rows = last_items(histories, self.n_items_)
-        return torch.from_numpy(self.matrix_.dense_rows(rows))  # (B, n_items)
+        out = self.matrix_.dense_rows(rows)  # (B, n_items)
+        return torch.from_numpy(popularity_fallback(out, self.item_support_))
 
     def _weights(self) -> dict[str, torch.Tensor]:
         return {k: torch.from_numpy(v) for k, v in self.matrix_.arrays().items()}

@@ -5,8 +5,9 @@ Each model is an item-to-item matrix ``R`` (rows: the last item, columns: the ne
 built once from pairs of positions in the training sessions and kept as CSR arrays
 (``seqrec.data.pairs.ItemMatrix``); a batch is scored by gathering the rows of its
 last items into a dense ``(B, n_items)`` tensor with one scatter. An empty history, or
-one whose last item is unknown (-1) or has no rules, scores all zeros (no popularity
-fallback: the model says it knows nothing).
+one whose last item is unknown (-1) or starts no rule, has no evidence: it scores the
+training popularity scaled into [0, 1) (``seqrec.data.pairs.popularity_fallback``, the
+policy of every neighbourhood and rule model, docs/DESIGN.md).
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ import numpy as np
 import torch
 
 from seqrec.data.idmap import ItemIndex
-from seqrec.data.pairs import ItemMatrix, last_items, position_pairs, session_of_events
+from seqrec.data.pairs import (
+    ItemMatrix,
+    last_items,
+    popularity_fallback,
+    position_pairs,
+    session_of_events,
+)
 from seqrec.data.samples import Samples
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError
@@ -65,7 +72,8 @@ class RuleModel(Recommender):
     def score(self, histories: Histories) -> torch.Tensor:
         self._check_fitted()
         rows = last_items(histories, self.n_items_)
-        return torch.from_numpy(self.matrix_.dense_rows(rows))  # (B, n_items)
+        out = self.matrix_.dense_rows(rows)  # (B, n_items)
+        return torch.from_numpy(popularity_fallback(out, self.item_support_))
 
     def _weights(self) -> dict[str, torch.Tensor]:
         return {k: torch.from_numpy(v) for k, v in self.matrix_.arrays().items()}

@@ -25,10 +25,11 @@ candidates and their overlaps are those of the uncapped lists. VMIS-kNN caps at 
 V-SKNN when ``m >= sample_size``.
 
 Histories: unknown items (-1) are dropped before anything else (V-SKNN's positions
-count the known items only). A history with no known item (empty, or only unknown items)
-has no neighbours; its row is the training popularity scaled into [0, 1)
-(``count / (max count + 1)``), so it still ranks the catalogue. A history with known
-items but no neighbour (its items occur in no training session) scores 0 everywhere.
+count the known items only). A history with no neighbour (empty, only unknown items, or
+known items that occur in no training session) has no evidence: its row is the training
+popularity scaled into [0, 1) (``count / (max count + 1)``,
+``seqrec.data.pairs.popularity_fallback``), so it still ranks the catalogue, as in the
+rule models and item-kNN.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import numpy as np
 import torch
 
 from seqrec.data.idmap import ItemIndex
+from seqrec.data.pairs import popularity_fallback
 from seqrec.data.samples import Samples
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError
@@ -264,11 +266,8 @@ class _SessionKNN(Recommender):
         factor = self._item_factor()
         if factor is not None:
             out *= factor
-        empty = [i for i, h in enumerate(histories) if not np.any(np.asarray(h) >= 0)]
-        if empty:  # no known item: popularity fallback
-            pop = self.item_support_.numpy().astype(np.float64)
-            out[empty] = pop / (pop.max() + 1.0)
-        return torch.from_numpy(out.astype(np.float32))
+        out = out.astype(np.float32)
+        return torch.from_numpy(popularity_fallback(out, self.item_support_))
 
     # --------------------------------------------------------- persistence
     def _weights(self) -> dict[str, torch.Tensor]:

@@ -7,6 +7,13 @@ item, however often). The similarity is cosine with shrinkage ``lambda_``:
     sim(i, j) = |S_i & S_j| / (sqrt(|S_i| * |S_j|) + lambda_)
 
 where ``S_i`` is the set of sessions containing ``i``; an item is not its own neighbour.
+Hidasi et al. (2016) describe this cosine of the items' session vectors (sessions in
+common over the square root of the product of the items' session counts) plus a
+regularisation against chance high similarities of rare items, without printing the
+regularised formula; adding ``lambda_`` to the denominator (20 by default) is our
+reading of it, not a quoted formula. ``lambda_ = 0`` is the plain cosine. The shrinkage
+lowers the similarities of rare items more than those of frequent ones, so it changes
+the ranking of a row, unlike a per-row constant.
 Only the ``k`` most similar neighbours of each item are kept (ties: smaller item id
 first), as CSR arrays (``seqrec.data.pairs.ItemMatrix``). An empty history, an unknown
 last item or a last item without neighbours scores the training popularity scaled into

@@ -88,6 +88,24 @@ def test_repeated_items_make_self_rules():
     assert rows(m, [0]) == [[1.0, 1 + 1 / 2]]
 
 
+def test_association_rules_count_ordered_position_pairs_of_a_repeat():
+    # [0, 0, 1]: ordered pairs x != y: 0->0 twice, 0->1 twice, 1->0 twice
+    # N(0) = 2 occurrences * (3 - 1) = 4, N(1) = 2
+    m = AR().fit(SessionLog.from_sequences([[0, 0, 1]]))
+    assert rows(m, [0, 1]) == [[2 / 4, 2 / 4], [2 / 2, 0]]
+
+
+def test_sequential_rules_unbounded_steps_are_the_papers_sum():
+    # steps >= longest gap: every earlier position makes a rule, weighted 1/gap
+    log = SessionLog.from_sequences([[0, 1, 2, 3]])
+    m = SR({"steps": 3, "normalise": False}).fit(log)
+    assert rows(m, [0]) == [[0, 1, 1 / 2, round(1 / 3, 6)]]
+    assert rows(SR({"steps": 50, "normalise": False}).fit(log), [0]) == rows(m, [0])
+    # normalised: N(0) = 1 occurrence * (4 - 1) = 3
+    assert rows(SR({"steps": 3}).fit(log), [0]) == [[0, round(1 / 3, 6), round(1 / 6, 6),
+                                                    round(1 / 9, 6)]]
+
+
 @pytest.mark.parametrize("cls", [Markov, SR, AR])
 def test_empty_and_unknown_histories_fall_back_to_popularity(cls):
     m = cls().fit(LOG)

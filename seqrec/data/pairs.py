@@ -89,6 +89,13 @@ def popularity_fallback(scores: np.ndarray, support: Any) -> np.ndarray:
     return scores
 
 
+def index_meta(arrays: dict[str, np.ndarray], seconds: float) -> dict[str, float]:
+    """What a model records in its ``meta_`` about its index: the size of its arrays in
+    MiB (``index_mib``) and the seconds it took to build (``index_build_seconds``)."""
+    nbytes = sum(int(a.nbytes) for a in arrays.values())
+    return {"index_mib": round(nbytes / 2**20, 3), "index_build_seconds": round(seconds, 3)}
+
+
 @dataclass(frozen=True)
 class ItemMatrix:
     """An (n, n) float32 matrix in CSR arrays: row i holds the scores after item i."""

@@ -22,6 +22,7 @@ last item or a last item without neighbours scores the training popularity scale
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -31,6 +32,7 @@ import torch
 from seqrec.data.idmap import ItemIndex
 from seqrec.data.pairs import (
     ItemMatrix,
+    index_meta,
     last_items,
     popularity_fallback,
     position_pairs,
@@ -68,6 +70,7 @@ class ItemKNN(Recommender):
         item_index: ItemIndex | None = None,
     ) -> ItemKNN:
         self.begin_fit(train, item_index)
+        t0 = time.perf_counter()
         n = self.n_items_
         sess = session_of_events(train)
         # each (session, item) once, sorted by session then item
@@ -83,6 +86,7 @@ class ItemKNN(Recommender):
         sims = cooc.values / (np.sqrt(support[r] * support[c]) + self.config.lambda_)
         r, c, v = top_k_per_row(r, c, sims, self.config.k)
         self.matrix_ = ItemMatrix.from_pairs(r, c, v, n)
+        self.meta_.update(index_meta(self.matrix_.arrays(), time.perf_counter() - t0))
         return self
 
     def score(self, histories: Histories) -> torch.Tensor:

@@ -34,6 +34,7 @@ policy of every neighbourhood and rule model, docs/DESIGN.md).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -43,6 +44,7 @@ import torch
 from seqrec.data.idmap import ItemIndex
 from seqrec.data.pairs import (
     ItemMatrix,
+    index_meta,
     last_items,
     popularity_fallback,
     position_pairs,
@@ -90,7 +92,9 @@ class RuleModel(Recommender):
         item_index: ItemIndex | None = None,
     ) -> RuleModel:
         self.begin_fit(train, item_index)
+        t0 = time.perf_counter()
         self.matrix_ = self.build(train)
+        self.meta_.update(index_meta(self.matrix_.arrays(), time.perf_counter() - t0))
         return self
 
     def score(self, histories: Histories) -> torch.Tensor:

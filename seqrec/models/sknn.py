@@ -69,6 +69,7 @@ rule models and item-kNN.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -76,7 +77,7 @@ import numpy as np
 import torch
 
 from seqrec.data.idmap import ItemIndex
-from seqrec.data.pairs import popularity_fallback
+from seqrec.data.pairs import index_meta, popularity_fallback
 from seqrec.data.samples import Samples
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError
@@ -246,7 +247,9 @@ class _SessionKNN(Recommender):
         item_index: ItemIndex | None = None,
     ) -> _SessionKNN:
         self.begin_fit(train, item_index)
+        t0 = time.perf_counter()
         self._set_index(build_index(train, self.n_items_, self._cap()))
+        self.meta_.update(index_meta(self.index_, time.perf_counter() - t0))
         return self
 
     def _set_index(self, index: dict[str, np.ndarray]) -> None:

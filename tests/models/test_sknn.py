@@ -208,3 +208,12 @@ def test_bad_settings_are_config_errors():
         VSKNN(weighting="cubic")
     with pytest.raises(ConfigError, match="match_weighting"):
         VMISKNN(match_weighting="cubic")
+
+
+def test_fit_records_the_index_size_and_build_time():
+    m = VMISKNN(m=1).fit(LOG)
+    nbytes = sum(a.nbytes for a in m.index_.values())
+    # int64 offsets / ids, float64 idf: (5+1) + 12 items (3+2+2+2+3) + (7+1) + 6 ids + 7 idf
+    assert nbytes == 8 * (6 + 12 + 8 + 6 + 7)
+    assert m.meta_["index_mib"] == round(nbytes / 2**20, 3)
+    assert m.meta_["index_build_seconds"] >= 0

@@ -9,30 +9,34 @@ The formulas, with ``s`` the current session, ``n`` a neighbour (training) sessi
   are the neighbours ``N(s)``; ``score(i) = sum over n in N(s) of sim(s, n) * 1_n(i)``.
 * **V-SKNN** (Ludewig & Jannach, UMUAI 2018, "vector multiplication" SKNN): the current
   session is a real vector whose item at position ``p`` of ``|s|`` weighs ``w(p)``, the
-  last item 1 and earlier ones less (the paper names a linear decay without printing
-  it; ``linear`` here is ``p / |s|``, the decay over the positions of the current session
-  of the session-rec framework, see :func:`position_weights` for all four). The paper's
-  similarity is the dot product of that vector with the binary neighbour vector,
+  last item 1 and earlier ones less. The paper names a linear decay over the positions
+  of the current session without printing it; ``linear`` here is ``p / |s|``, our
+  reading of the session-rec framework's (not checked against its code); the four
+  decays are listed in :func:`position_weights`. The paper's similarity is the dot
+  product of that vector with the binary neighbour vector,
   ``sim(s, n) = sum over i in s & n of w(i)``, no normalisation (``normalise = false``,
   the default); ``normalise = true`` divides by both norms, the cosine
-  ``sim / (||w|| * sqrt(|n|))`` (an option of session-rec, not of the paper). Scores
-  sum the similarities as in SKNN, times ``idf(i) = log(N / df(i))`` with
-  ``idf_weighting`` (``N`` training sessions, ``df(i)`` of them contain ``i``).
+  ``sim / (||w|| * sqrt(|n|))`` (an option, not the paper's). Scores sum the
+  similarities as in SKNN, times ``idf(i) = log(N / df(i))`` with ``idf_weighting``
+  (``N`` training sessions, ``df(i)`` of them contain ``i``; the idf factor comes from
+  the issue and session-rec, we have not found it in the 2018 paper's text).
 * **VMIS-kNN** (Kersbergen, Sprangers & Schelter, "Serenade", SIGMOD 2022): the same
   scores as V-SKNN from an index that keeps only the ``m`` most recent sessions per
   item. As we understand Serenade (and session-rec's later V-SKNN), each neighbour is
   also weighted by the position in ``s`` of the most recent item it shares with ``s``
-  (offered here as ``match_weighting``:
-  ``1/x``, ``1/x^2`` or ``1/log2(x + 1)`` with ``x = 1`` when the neighbour contains the
-  last item), and expose the idf term as a tunable number (Serenade tunes
-  ``idf_weighting`` over 1..10). We have not confirmed either formula in the paper's
-  text: the match weight is offered but off by default (``"none"``, which keeps
-  VMIS-kNN equal to V-SKNN), and idf is the plain factor ``idf(i)`` above.
+  (offered here as ``match_weighting``: ``1/x``, ``1/x^2`` or ``1/log2(x + 1)`` with
+  ``x = 1`` when the neighbour contains the last item), and the idf term is a tunable
+  number (Serenade's documented search ranges tune ``idf_weighting`` over 1..10). We
+  have not confirmed either formula in the paper's text: the match weight is offered
+  but off by default (``"none"``, which keeps VMIS-kNN equal to V-SKNN), and idf is the
+  plain factor ``idf(i)`` above. Serenade also searches ``max_items_in_session``
+  (only the last few clicks of ``s``), which seqrec does not offer.
 
 Unsure points, stated rather than guessed: the exact shape of the paper's "linear"
-decay, Serenade's exact match-weight and idf formulas. What is certain and tested by
-hand (tests/models/test_sknn.py): the cosine of SKNN, the dot product of V-SKNN, the
-four decays below, idf = log(N / df) and the recency-sampled candidates.
+decay, where V-SKNN's idf factor was first defined, Serenade's exact match-weight and
+idf formulas. What is tested by hand (tests/models/test_sknn.py): the cosine of SKNN,
+the dot product and the cosine option of V-SKNN, the four decays, the match weights,
+idf = log(N / df) and the recency-sampled candidates.
 
 One shared index, built once in ``fit`` as flat (CSR) numpy arrays:
 

@@ -185,6 +185,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     model.meta_["train_data"] = str(args.train)
     model.save(args.out)
     path = f", {model.meta_['kernels']}" if "kernels" in model.meta_ else ""
+    if "index_mib" in model.meta_:  # index-based models (rules, kNN)
+        print(
+            f"index: {model.meta_['index_mib']:.1f} MiB, "
+            f"built in {model.meta_['index_build_seconds']:.2f}s"
+        )
     print(
         f"trained {args.model} on {data.train.n_events:,} events "
         f"({len(data.item_index):,} items) in {seconds:.1f}s{path} -> {args.out}"

@@ -283,3 +283,17 @@ def test_trained_model_records_which_training_path_ran(trained):
 
     meta = json.loads((trained["gru4rec"] / "config.json").read_text())["meta"]
     assert meta["kernels"] in (fused.FUSED_CPU, fused.TORCH_FALLBACK)
+
+
+@pytest.mark.parametrize("model", ["vmis-knn", "sr", "itemknn"])
+def test_train_logs_and_records_the_index_size_and_build_time(excerpt, tmp_path, capsys, model):
+    from seqrec.models import load_model
+
+    code, out, _ = run(
+        capsys, "train", "--train", str(excerpt / "train.tsv"), "--model", model,
+        "--out", str(tmp_path / model), "-q",
+    )  # fmt: skip
+    assert code == 0
+    meta = load_model(tmp_path / model).meta_
+    assert meta["index_mib"] > 0 and meta["index_build_seconds"] >= 0
+    assert f"index: {meta['index_mib']:.1f} MiB, built in" in out

@@ -26,3 +26,13 @@ def test_shipped_config_is_valid(path):
             cfg = model.config
             got = getattr(cfg, key) if hasattr(cfg, key) else model.training_keys[key]
             assert got in (value, tuple(value) if isinstance(value, list) else value), key
+
+
+NEIGHBOURHOOD = ["markov", "sr", "ar", "itemknn", "sknn", "v-sknn", "vmis-knn"]
+
+
+@pytest.mark.parametrize("name", NEIGHBOURHOOD)
+def test_every_neighbourhood_and_rule_model_ships_a_search_space(name):
+    path = CONFIGS / name / "space.toml"
+    assert path.is_file(), f"{path} is missing (seqrec tune needs one per model)"
+    assert load_space(path)  # a valid, non-empty space; its keys are checked above

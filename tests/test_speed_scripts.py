@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +78,19 @@ def test_train_speed_prints_json_and_table():
     assert r["step_gflop"] == step_flops(dict(CONFIGS["ce-100-b32"][0], n_sample=64)) / 1e9
     table = proc.stdout.split(lines[0], 1)[1]
     assert "ce-100-b32" in table and "sgemm" in table and "ceiling" in table
+
+
+def test_knn_index_benchmark_prints_the_figures(tmp_path):
+    excerpt = BENCH.parent / "data" / "excerpt" / "train.tsv"
+    out = tmp_path / "knn.jsonl"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "knn_index.py"), "--train", str(excerpt),
+         "--model", "vmis-knn", "--set", "m=50", "--out", str(out)],
+        capture_output=True, text=True, check=False,
+        env={**os.environ, "PYTHONPATH": str(BENCH.parent)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "host: " in proc.stdout and "vmis-knn" in proc.stdout and "target" in proc.stdout
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["model"] == "vmis-knn" and row["config"] == {"m": 50}
+    assert row["index_mib"] > 0 and row["build_s"] > 0 and row["peak_mib"] > 0

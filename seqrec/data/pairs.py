@@ -1,12 +1,18 @@
 """Item pairs of a session log and sparse item-to-item matrices (numpy CSR), shared by
 the models that score the next item from the last one (``markov``, ``sr``, ``ar``,
 ``itemknn``): pairs of positions are counted once, vectorised by gap, and a batch of
-matrix rows is gathered into a dense block with one scatter, no loop per query."""
+matrix rows is gathered into a dense block with one scatter, no loop per query.
+
+:func:`popularity_fallback` is the one no-evidence policy of the neighbourhood and rule
+models (``markov``, ``sr``, ``ar``, ``itemknn``, ``sknn``, ``v-sknn``, ``vmis-knn``):
+a row the model has no evidence for scores the training popularity scaled into [0, 1).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -60,6 +66,34 @@ def last_items(histories: Sequence[Sequence[int]] | Sequence[np.ndarray], n: int
             v = int(h[-1])
             last[i] = v if 0 <= v < n else -1
     return last
+
+
+def popularity_fallback(scores: np.ndarray, support: Any) -> np.ndarray:
+    """Replace, in place, every all-zero row of ``scores`` (B, n) by the popularity
+    ``support / (max(support) + 1)`` (in [0, 1), so a fallback row never outranks a
+    score of 1) and return ``scores``.
+
+    An all-zero row is a query the model has no evidence for: an empty history, one of
+    unknown items only, or known items without any rule / neighbour. Without a fallback
+    every item would tie and the user would get no ranking at all. ``support`` (n,)
+    is the training event count per item (an array or a CPU tensor); ``None`` (a model
+    file saved without it) leaves the rows at zero.
+    """
+    if scores.size == 0 or support is None:
+        return scores
+    empty = ~np.any(scores != 0, axis=1)
+    if empty.any():
+        support = np.asarray(support, dtype=np.float64)
+        top = float(support.max()) if len(support) else 0.0
+        scores[empty] = (support / (top + 1.0)).astype(scores.dtype, copy=False)
+    return scores
+
+
+def index_meta(arrays: dict[str, np.ndarray], seconds: float) -> dict[str, float]:
+    """What a model records in its ``meta_`` about its index: the size of its arrays in
+    MiB (``index_mib``) and the seconds it took to build (``index_build_seconds``)."""
+    nbytes = sum(int(a.nbytes) for a in arrays.values())
+    return {"index_mib": round(nbytes / 2**20, 3), "index_build_seconds": round(seconds, 3)}
 
 
 @dataclass(frozen=True)

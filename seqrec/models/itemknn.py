@@ -7,13 +7,22 @@ item, however often). The similarity is cosine with shrinkage ``lambda_``:
     sim(i, j) = |S_i & S_j| / (sqrt(|S_i| * |S_j|) + lambda_)
 
 where ``S_i`` is the set of sessions containing ``i``; an item is not its own neighbour.
+Hidasi et al. (2016) describe this cosine of the items' session vectors (sessions in
+common over the square root of the product of the items' session counts) plus a
+regularisation against chance high similarities of rare items, without printing the
+regularised formula; adding ``lambda_`` to the denominator (20 by default) is our
+reading of it, not a quoted formula. ``lambda_ = 0`` is the plain cosine. The shrinkage
+lowers the similarities of rare items more than those of frequent ones, so it changes
+the ranking of a row, unlike a per-row constant.
 Only the ``k`` most similar neighbours of each item are kept (ties: smaller item id
-first), as CSR arrays (``seqrec.data.pairs.ItemMatrix``). Empty and unknown histories
-score all zeros, as in the rule models (``seqrec.models.rules``).
+first), as CSR arrays (``seqrec.data.pairs.ItemMatrix``). An empty history, an unknown
+last item or a last item without neighbours scores the training popularity scaled into
+[0, 1), as in the rule models (``seqrec.data.pairs.popularity_fallback``).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -23,7 +32,9 @@ import torch
 from seqrec.data.idmap import ItemIndex
 from seqrec.data.pairs import (
     ItemMatrix,
+    index_meta,
     last_items,
+    popularity_fallback,
     position_pairs,
     session_of_events,
     top_k_per_row,
@@ -59,6 +70,7 @@ class ItemKNN(Recommender):
         item_index: ItemIndex | None = None,
     ) -> ItemKNN:
         self.begin_fit(train, item_index)
+        t0 = time.perf_counter()
         n = self.n_items_
         sess = session_of_events(train)
         # each (session, item) once, sorted by session then item
@@ -74,12 +86,14 @@ class ItemKNN(Recommender):
         sims = cooc.values / (np.sqrt(support[r] * support[c]) + self.config.lambda_)
         r, c, v = top_k_per_row(r, c, sims, self.config.k)
         self.matrix_ = ItemMatrix.from_pairs(r, c, v, n)
+        self.meta_.update(index_meta(self.matrix_.arrays(), time.perf_counter() - t0))
         return self
 
     def score(self, histories: Histories) -> torch.Tensor:
         self._check_fitted()
         rows = last_items(histories, self.n_items_)
-        return torch.from_numpy(self.matrix_.dense_rows(rows))  # (B, n_items)
+        out = self.matrix_.dense_rows(rows)  # (B, n_items)
+        return torch.from_numpy(popularity_fallback(out, self.item_support_))
 
     def _weights(self) -> dict[str, torch.Tensor]:
         return {k: torch.from_numpy(v) for k, v in self.matrix_.arrays().items()}

@@ -1,16 +1,40 @@
 """Rule models of Ludewig & Jannach (UMUAI 2018): first-order ``markov``, sequential
 rules ``sr`` and association rules ``ar``; all score the next item from the last one.
 
+The formulas, with ``S_p`` the training sessions, ``l`` the last item of the current
+session and ``N(l) = sum over the occurrences of l in S_p of (|p| - 1)``:
+
+* **AR**: ``score(i) = (1 / N(l)) * #{(p, x, y): p in S_p, x != y, p_x = l, p_y = i}``,
+  co-occurrence in a session counted over ordered pairs of positions, so in both
+  directions (the paper's formula sums ``x`` and ``y`` over 1..|p|; its normaliser
+  ``|p| - 1`` counts the other positions, so ``x = y`` is left out, as here). Every row
+  sums to 1. An item repeated in a session makes a self-rule ``i -> i``.
+* **SR**: a rule ``a -> b`` for every ``b`` that follows ``a`` in a session, weighted by
+  the gap ``d`` (``w(d) = 1/d`` in the paper, ``weighting = "div"``), summed over the
+  training sessions. The paper sums over every earlier position; ``steps`` (default 10)
+  bounds the gap as session-rec's implementation does (``steps`` at least the longest
+  session minus 1 gives the paper's unbounded sum). ``normalise`` divides row ``l`` by
+  ``N(l)`` as AR does. We are not sure the paper's SR normaliser is exactly ``N(l)``;
+  any per-row constant leaves the ranking of the row unchanged (scores come from the
+  one row of ``l``), so only the scale differs, e.g. in a hybrid.
+* **Markov**: ``P(next = j | last = i) = count(i -> j) / count(i -> anything)`` over
+  consecutive clicks (``normalise = "count"``: the raw counts, same ranking).
+
+The other gap weights (``same``, ``linear``, ``quadratic``, ``log``; :func:`gap_weight`)
+are this library's options for tuning, not the paper's.
+
 Each model is an item-to-item matrix ``R`` (rows: the last item, columns: the next)
 built once from pairs of positions in the training sessions and kept as CSR arrays
 (``seqrec.data.pairs.ItemMatrix``); a batch is scored by gathering the rows of its
 last items into a dense ``(B, n_items)`` tensor with one scatter. An empty history, or
-one whose last item is unknown (-1) or has no rules, scores all zeros (no popularity
-fallback: the model says it knows nothing).
+one whose last item is unknown (-1) or starts no rule, has no evidence: it scores the
+training popularity scaled into [0, 1) (``seqrec.data.pairs.popularity_fallback``, the
+policy of every neighbourhood and rule model, docs/DESIGN.md).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -18,7 +42,14 @@ import numpy as np
 import torch
 
 from seqrec.data.idmap import ItemIndex
-from seqrec.data.pairs import ItemMatrix, last_items, position_pairs, session_of_events
+from seqrec.data.pairs import (
+    ItemMatrix,
+    index_meta,
+    last_items,
+    popularity_fallback,
+    position_pairs,
+    session_of_events,
+)
 from seqrec.data.samples import Samples
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError
@@ -28,7 +59,9 @@ Weighting = Literal["div", "same", "linear", "quadratic", "log"]
 
 
 def gap_weight(d: np.ndarray | int, steps: int, how: str) -> np.ndarray:
-    """Weight of a rule between positions ``d`` >= 1 apart (``d`` <= ``steps``)."""
+    """Weight of a rule between positions ``d`` >= 1 apart (``d`` <= ``steps``):
+    div ``1/d`` (the paper), same ``1``, linear ``1 - (d - 1)/steps``, quadratic
+    ``1/d^2``, log ``1/log2(d + 1)``; each is 1 at ``d = 1``."""
     d = np.asarray(d, dtype=np.float64)
     if how == "div":
         return 1.0 / d
@@ -59,13 +92,16 @@ class RuleModel(Recommender):
         item_index: ItemIndex | None = None,
     ) -> RuleModel:
         self.begin_fit(train, item_index)
+        t0 = time.perf_counter()
         self.matrix_ = self.build(train)
+        self.meta_.update(index_meta(self.matrix_.arrays(), time.perf_counter() - t0))
         return self
 
     def score(self, histories: Histories) -> torch.Tensor:
         self._check_fitted()
         rows = last_items(histories, self.n_items_)
-        return torch.from_numpy(self.matrix_.dense_rows(rows))  # (B, n_items)
+        out = self.matrix_.dense_rows(rows)  # (B, n_items)
+        return torch.from_numpy(popularity_fallback(out, self.item_support_))
 
     def _weights(self) -> dict[str, torch.Tensor]:
         return {k: torch.from_numpy(v) for k, v in self.matrix_.arrays().items()}

@@ -1,5 +1,43 @@
 """Session-based nearest neighbours: ``sknn``, ``v-sknn`` and ``vmis-knn``.
 
+The formulas, with ``s`` the current session, ``n`` a neighbour (training) session and
+``1_n(i)`` 1 when ``n`` contains item ``i``:
+
+* **SKNN** (Jannach & Ludewig, RecSys 2017; Ludewig & Jannach, UMUAI 2018): sessions are
+  binary item vectors; ``sim(s, n) = |s & n| / sqrt(|s| * |n|)`` (cosine); the ``k``
+  most similar of the ``sample_size`` most recent sessions sharing an item with ``s``
+  are the neighbours ``N(s)``; ``score(i) = sum over n in N(s) of sim(s, n) * 1_n(i)``.
+* **V-SKNN** (Ludewig & Jannach, UMUAI 2018, "vector multiplication" SKNN): the current
+  session is a real vector whose item at position ``p`` of ``|s|`` weighs ``w(p)``, the
+  last item 1 and earlier ones less. The paper names a linear decay over the positions
+  of the current session without printing it; ``linear`` here is ``p / |s|``, our
+  reading of the session-rec framework's (not checked against its code); the four
+  decays are listed in :func:`position_weights`. The paper's similarity is the dot
+  product of that vector with the binary neighbour vector,
+  ``sim(s, n) = sum over i in s & n of w(i)``, no normalisation (``normalise = false``,
+  the default); ``normalise = true`` divides by both norms, the cosine
+  ``sim / (||w|| * sqrt(|n|))`` (an option, not the paper's). Scores sum the
+  similarities as in SKNN, times ``idf(i) = log(N / df(i))`` with ``idf_weighting``
+  (``N`` training sessions, ``df(i)`` of them contain ``i``; the idf factor comes from
+  the issue and session-rec, we have not found it in the 2018 paper's text).
+* **VMIS-kNN** (Kersbergen, Sprangers & Schelter, "Serenade", SIGMOD 2022): the same
+  scores as V-SKNN from an index that keeps only the ``m`` most recent sessions per
+  item. As we understand Serenade (and session-rec's later V-SKNN), each neighbour is
+  also weighted by the position in ``s`` of the most recent item it shares with ``s``
+  (offered here as ``match_weighting``: ``1/x``, ``1/x^2`` or ``1/log2(x + 1)`` with
+  ``x = 1`` when the neighbour contains the last item), and the idf term is a tunable
+  number (Serenade's documented search ranges tune ``idf_weighting`` over 1..10). We
+  have not confirmed either formula in the paper's text: the match weight is offered
+  but off by default (``"none"``, which keeps VMIS-kNN equal to V-SKNN), and idf is the
+  plain factor ``idf(i)`` above. Serenade also searches ``max_items_in_session``
+  (only the last few clicks of ``s``), which seqrec does not offer.
+
+Unsure points, stated rather than guessed: the exact shape of the paper's "linear"
+decay, where V-SKNN's idf factor was first defined, Serenade's exact match-weight and
+idf formulas. What is tested by hand (tests/models/test_sknn.py): the cosine of SKNN,
+the dot product and the cosine option of V-SKNN, the four decays, the match weights,
+idf = log(N / df) and the recency-sampled candidates.
+
 One shared index, built once in ``fit`` as flat (CSR) numpy arrays:
 
 * sessions are renumbered by recency (their last timestamp, or their order in the log
@@ -15,7 +53,8 @@ One shared index, built once in ``fit`` as flat (CSR) numpy arrays:
 Per query the work is bounded by the capped posting lists: candidates are the
 ``sample_size`` most recent sessions among the lists of the query's items, their overlap
 with the query is summed from those same lists, the ``k`` most similar are kept (ties:
-the more recent first) and every item of a neighbour gets the neighbour's similarity.
+the more recent first) and every item of a neighbour gets the neighbour's similarity
+(times its match weight, if any).
 
 For SKNN and V-SKNN capping the lists at ``sample_size`` loses nothing: a session among
 the ``sample_size`` most recent sessions sharing any item with the query is also among
@@ -25,14 +64,16 @@ candidates and their overlaps are those of the uncapped lists. VMIS-kNN caps at 
 V-SKNN when ``m >= sample_size``.
 
 Histories: unknown items (-1) are dropped before anything else (V-SKNN's positions
-count the known items only). A history with no known item (empty, or only unknown items)
-has no neighbours; its row is the training popularity scaled into [0, 1)
-(``count / (max count + 1)``), so it still ranks the catalogue. A history with known
-items but no neighbour (its items occur in no training session) scores 0 everywhere.
+count the known items only). A history with no neighbour (empty, only unknown items, or
+known items that occur in no training session) has no evidence: its row is the training
+popularity scaled into [0, 1) (``count / (max count + 1)``,
+``seqrec.data.pairs.popularity_fallback``), so it still ranks the catalogue, as in the
+rule models and item-kNN.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -40,6 +81,7 @@ import numpy as np
 import torch
 
 from seqrec.data.idmap import ItemIndex
+from seqrec.data.pairs import index_meta, popularity_fallback
 from seqrec.data.samples import Samples
 from seqrec.data.session_index import build_index
 from seqrec.data.session_index import gather as _gather
@@ -48,6 +90,7 @@ from seqrec.errors import ConfigError
 from seqrec.models.base import Histories, Recommender
 
 Weighting = Literal["linear", "log", "quadratic", "harmonic"]
+MatchWeighting = Literal["none", "harmonic", "quadratic", "log"]
 
 _INDEX_KEYS = ("sess_offsets", "sess_items", "item_offsets", "item_sessions", "idf")
 
@@ -73,6 +116,13 @@ class VSKNNConfig:
     sample_size: int = 500
     weighting: Weighting = "linear"  # position decay of the current session's items
     idf_weighting: bool = False  # multiply each scored item's score by its idf
+    # false: the paper's dot product of the weighted session vector with the binary
+    # neighbour vector; true: the cosine (divided by both vectors' norms)
+    normalise: bool = False
+    # weight of a neighbour by the steps x (1 = the last item) back to the most recent
+    # item of the current session it contains: none (1), harmonic (1/x), quadratic
+    # (1/x^2), log (1/log2(x + 1))
+    match_weighting: MatchWeighting = "none"
 
     def validate(self) -> None:
         _check_positive(self, "k", "sample_size")
@@ -85,6 +135,8 @@ class VMISConfig:
     m: int = 500  # most recent sessions kept per item in the index
     weighting: Weighting = "linear"
     idf_weighting: bool = False
+    normalise: bool = False
+    match_weighting: MatchWeighting = "none"
 
     def validate(self) -> None:
         _check_positive(self, "k", "sample_size", "m")
@@ -117,6 +169,21 @@ def _decay(p: np.ndarray, n: np.ndarray, weighting: str) -> np.ndarray:
     raise ConfigError(f"unknown weighting {weighting!r}")
 
 
+def match_weights(steps: np.ndarray, how: str) -> np.ndarray | None:
+    """Weight of a neighbour whose most recent shared item is ``steps`` back (1 = the
+    last item of the current session); None for ``"none"``."""
+    if how == "none":
+        return None
+    x = np.asarray(steps, dtype=np.float64)
+    if how == "harmonic":
+        return 1.0 / x
+    if how == "quadratic":
+        return 1.0 / (x * x)
+    if how == "log":
+        return 1.0 / np.log2(x + 1.0)
+    raise ConfigError(f"unknown match_weighting {how!r}")
+
+
 class _SessionKNN(Recommender):
     """The shared index, persistence and the per-query neighbour search."""
 
@@ -135,7 +202,9 @@ class _SessionKNN(Recommender):
         item_index: ItemIndex | None = None,
     ) -> _SessionKNN:
         self.begin_fit(train, item_index)
+        t0 = time.perf_counter()
         self._set_index(build_index(train, self.n_items_, self._cap()))
+        self.meta_.update(index_meta(self.index_, time.perf_counter() - t0))
         return self
 
     def _set_index(self, index: dict[str, np.ndarray]) -> None:
@@ -147,15 +216,25 @@ class _SessionKNN(Recommender):
         """Weight of the known item at 1-based position ``pos`` of ``n`` (1 for SKNN)."""
         return np.ones(len(pos))
 
-    def _similarity(self, overlap: np.ndarray, cand: np.ndarray, n_query: np.ndarray) -> np.ndarray:
+    def _similarity(self, overlap: np.ndarray, cand: np.ndarray, norm: np.ndarray) -> np.ndarray:
+        """Similarity of the candidates from their (weighted) overlap with the query;
+        ``norm`` is the Euclidean norm of the query's (weighted) vector."""
         return overlap
+
+    def _match_weight(self, steps: np.ndarray) -> np.ndarray | None:
+        """Weight of a neighbour by ``steps`` (1 = the last item) back to the most recent
+        item of the query it contains; None: no such weight (SKNN)."""
+        return None
 
     def _item_factor(self) -> np.ndarray | None:
         return None
 
-    def _query_pairs(self, histories: Histories) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Distinct (row, item) pairs of the known items of a batch and their weights
-        (a repeated item keeps its largest, i.e. most recent, position weight)."""
+    def _query_pairs(
+        self, histories: Histories
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Distinct (row, item) pairs of the known items of a batch, their weights (a
+        repeated item keeps its largest, i.e. most recent, position weight) and the steps
+        back from the last known item to the item's most recent occurrence (1 = last)."""
         hs = [np.asarray(h, dtype=np.int64).reshape(-1) for h in histories]
         lens = np.array([len(h) for h in hs], dtype=np.int64)
         flat = np.concatenate(hs) if hs else np.zeros(0, dtype=np.int64)
@@ -169,15 +248,19 @@ class _SessionKNN(Recommender):
         keys, inv = np.unique(rows * self.n_items_ + flat, return_inverse=True)
         w = np.zeros(len(keys))
         np.maximum.at(w, inv, pw)
-        return keys // self.n_items_, keys % self.n_items_, w
+        latest = np.zeros(len(keys))
+        np.maximum.at(latest, inv, pos)
+        rows = keys // self.n_items_
+        return rows, keys % self.n_items_, w, n_known[rows] - latest + 1.0
 
     def _neighbours_batch(
         self, histories: Histories
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(row, session id, similarity) of every query's neighbours, by row, then most
-        similar first (ties: more recent first). Session ids are recency ranks."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(row, session id, similarity, scoring weight) of every query's neighbours, by
+        row, then most similar first (ties: more recent first). Session ids are recency
+        ranks; the scoring weight is the similarity times the match weight, if any."""
         ix = self.index_
-        rows, q, w = self._query_pairs(histories)
+        rows, q, w, steps = self._query_pairs(histories)
         ids, which = _gather(ix["item_offsets"], ix["item_sessions"], q)
         n_sess = len(ix["sess_offsets"]) - 1
         keys, inv = np.unique(rows[which] * n_sess + ids, return_inverse=True)
@@ -187,20 +270,25 @@ class _SessionKNN(Recommender):
         per_row = np.bincount(r, minlength=len(histories))
         last = np.cumsum(per_row) - 1
         recent = last[r] - np.arange(len(r)) < self.config.sample_size
-        r, cand, overlap = r[recent], cand[recent], overlap[recent]
-        n_query = np.bincount(rows, minlength=len(histories)).astype(np.float64)
-        sim = self._similarity(overlap, cand, n_query[r])
+        norm = np.sqrt(np.bincount(rows, weights=w * w, minlength=len(histories)))
+        sim = self._similarity(overlap[recent], cand[recent], norm[r[recent]])
+        weight = sim
+        if self._match_weight(np.ones(1)) is not None:
+            nearest = np.full(len(keys), np.inf)
+            np.minimum.at(nearest, inv, steps[which])
+            weight = sim * self._match_weight(nearest[recent])
+        r, cand = r[recent], cand[recent]
         order = np.lexsort((-cand, -sim, r))
-        r, cand, sim = r[order], cand[order], sim[order]
+        r, cand, sim, weight = r[order], cand[order], sim[order], weight[order]
         counts = np.bincount(r, minlength=len(histories))
         rank = np.arange(len(r)) - (np.cumsum(counts) - counts)[r]
         top = rank < self.config.k
-        return r[top], cand[top], sim[top]
+        return r[top], cand[top], sim[top], weight[top]
 
     def neighbours(self, history: Any) -> tuple[np.ndarray, np.ndarray]:
         """Ids (recency-ordered session ids of the index) and similarities of the
         neighbours of one history, most similar first (ties: more recent first)."""
-        _, cand, sim = self._neighbours_batch([history])
+        _, cand, sim, _ = self._neighbours_batch([history])
         return cand, sim
 
     def score(self, histories: Histories) -> torch.Tensor:
@@ -208,18 +296,15 @@ class _SessionKNN(Recommender):
         self._check_fitted()
         b, n = len(histories), self.n_items_
         ix = self.index_
-        r, nb, sim = self._neighbours_batch(histories)
+        r, nb, _, weight = self._neighbours_batch(histories)
         items, which = _gather(ix["sess_offsets"], ix["sess_items"], nb)
-        flat = np.bincount(r[which] * n + items, weights=sim[which], minlength=b * n)
+        flat = np.bincount(r[which] * n + items, weights=weight[which], minlength=b * n)
         out = flat.astype(np.float64, copy=False).reshape(b, n)  # int64 when no neighbour
         factor = self._item_factor()
         if factor is not None:
             out *= factor
-        empty = [i for i, h in enumerate(histories) if not np.any(np.asarray(h) >= 0)]
-        if empty:  # no known item: popularity fallback
-            pop = self.item_support_.numpy().astype(np.float64)
-            out[empty] = pop / (pop.max() + 1.0)
-        return torch.from_numpy(out.astype(np.float32))
+        out = out.astype(np.float32)
+        return torch.from_numpy(popularity_fallback(out, self.item_support_))
 
     # --------------------------------------------------------- persistence
     def _weights(self) -> dict[str, torch.Tensor]:
@@ -249,8 +334,9 @@ class SKNN(_SessionKNN):
     name = "sknn"
     Config = SKNNConfig
 
-    def _similarity(self, overlap: np.ndarray, cand: np.ndarray, n_query: np.ndarray) -> np.ndarray:
-        return overlap / np.sqrt(n_query * self.sess_len_[cand])
+    def _similarity(self, overlap: np.ndarray, cand: np.ndarray, norm: np.ndarray) -> np.ndarray:
+        # binary query: overlap = |s & n| and norm = sqrt(|s|)
+        return overlap / (norm * np.sqrt(self.sess_len_[cand]))
 
 
 class VSKNN(_SessionKNN):
@@ -259,8 +345,10 @@ class VSKNN(_SessionKNN):
     The current session's items are weighted by position (:func:`position_weights`;
     a repeated item keeps its most recent weight);
     ``sim(s, n) = sum of w(i)`` over the items ``i`` of ``s`` in ``n`` (a weighted dot
-    product with the binary neighbour vector); ``score(i) = sum of sim(s, n)`` over the
-    ``k`` neighbours containing ``i``, times ``idf(i)`` with ``idf_weighting``."""
+    product with the binary neighbour vector; with ``normalise`` divided by
+    ``||w|| * sqrt(|n|)``, the cosine); ``score(i) = sum of sim(s, n) * m(s, n)`` over
+    the ``k`` neighbours containing ``i`` (``m`` the match weight, 1 by default), times
+    ``idf(i)`` with ``idf_weighting``."""
 
     name = "v-sknn"
     Config = VSKNNConfig
@@ -268,6 +356,14 @@ class VSKNN(_SessionKNN):
 
     def _positions_weight(self, pos: np.ndarray, n: np.ndarray) -> np.ndarray:
         return _decay(pos, n, self.config.weighting)
+
+    def _similarity(self, overlap: np.ndarray, cand: np.ndarray, norm: np.ndarray) -> np.ndarray:
+        if not self.config.normalise:
+            return overlap
+        return overlap / (norm * np.sqrt(self.sess_len_[cand]))
+
+    def _match_weight(self, steps: np.ndarray) -> np.ndarray | None:
+        return match_weights(steps, self.config.match_weighting)
 
     def _item_factor(self) -> np.ndarray | None:
         return self.index_["idf"] if self.config.idf_weighting else None
@@ -277,7 +373,8 @@ class VMISKNN(VSKNN):
     """VMIS-kNN (Kersbergen et al. 2022): V-SKNN from the m most recent sessions per item.
 
     The index keeps only the ``m`` most recent sessions per item, so a query reads at
-    most ``m`` sessions per item of the current session."""
+    most ``m`` sessions per item of the current session; the scores are V-SKNN's
+    (equal to them when ``m >= sample_size``), with the same options."""
 
     name = "vmis-knn"
     Config = VMISConfig

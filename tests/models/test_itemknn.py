@@ -58,9 +58,16 @@ def test_repeats_count_once_and_no_self_similarity():
     assert rows(m, [0]) == [[0, r5(1 / math.sqrt(2)), 0]]
 
 
-def test_empty_and_unknown_histories_score_zero():
+def test_empty_unknown_and_unrelated_histories_fall_back_to_popularity():
+    # counts 0: 2, 1: 2, 2: 3, 3: 1 -> count / (max + 1)
+    pop = [0.5, 0.5, 0.75, 0.25]
     m = ItemKNN().fit(LOG)
-    assert torch.equal(m.score([[], [-1], [0, -1], [9]]), torch.zeros(4, 4))
+    assert rows(m, [0]) != [pop]
+    got = m.score([[], [-1], [0, -1], [9]])
+    assert [[r5(v) for v in r] for r in got.tolist()] == [pop] * 4
+    # item 2 occurs only alone: no neighbour at all
+    lone = ItemKNN().fit(SessionLog.from_sequences([[0, 1], [2], [0, 1, 0]]))
+    assert rows(lone, [2]) == [[r5(3 / 4), r5(2 / 4), r5(1 / 4)]]
 
 
 def test_last_item_batch_single_and_save_load(tmp_path):

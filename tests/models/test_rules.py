@@ -17,10 +17,17 @@ from seqrec.models.registry import load_model
 from seqrec.models.rules import AR, SR, Markov
 
 LOG = SessionLog.from_sequences([[0, 1, 2], [1, 2, 3], [0, 2]])
+# no evidence (no known last item, or no rule from it): training counts / (max + 1);
+# counts 0: 2, 1: 2, 2: 3, 3: 1
+POP = [2 / 4, 2 / 4, 3 / 4, 1 / 4]
+
+
+def rows_of(scores):
+    return [[round(v, 6) for v in r] for r in scores.tolist()]
 
 
 def rows(model, items):
-    return [[round(v, 6) for v in r] for r in model.score([[i] for i in items]).tolist()]
+    return rows_of(model.score([[i] for i in items]))
 
 
 def test_markov_transition_probabilities():
@@ -31,7 +38,7 @@ def test_markov_transition_probabilities():
         [0, 1 / 2, 1 / 2, 0],  # 0->1 once, 0->2 once, out of 2
         [0, 0, 2 / 2, 0],  # 1->2 twice out of 2
         [0, 0, 0, 1 / 1],  # 2->3
-        [0, 0, 0, 0],  # 3 is never followed
+        POP,  # 3 is never followed: no rule -> the popularity fallback
     ]
     counts = Markov({"normalise": "count"}).fit(LOG)
     assert rows(counts, [1]) == [[0, 0, 2, 0]]
@@ -46,7 +53,7 @@ def test_sequential_rules_div_weighting_normalised():
         [0, round(1 / 3, 6), round((1 / 2 + 1) / 3, 6), 0],  # 0->1: 1/3, 0->2: 1.5/3
         [0, 0, (1 + 1) / 4, (1 / 2) / 4],  # 1->2: 2/4, 1->3: 0.5/4
         [0, 0, 0, 1 / 5],  # 2->3: 1/5
-        [0, 0, 0, 0],
+        POP,  # no rule from 3: the popularity fallback
     ]
 
 
@@ -81,12 +88,43 @@ def test_repeated_items_make_self_rules():
     assert rows(m, [0]) == [[1.0, 1 + 1 / 2]]
 
 
+def test_association_rules_count_ordered_position_pairs_of_a_repeat():
+    # [0, 0, 1]: ordered pairs x != y: 0->0 twice, 0->1 twice, 1->0 twice
+    # N(0) = 2 occurrences * (3 - 1) = 4, N(1) = 2
+    m = AR().fit(SessionLog.from_sequences([[0, 0, 1]]))
+    assert rows(m, [0, 1]) == [[2 / 4, 2 / 4], [2 / 2, 0]]
+
+
+def test_sequential_rules_unbounded_steps_are_the_papers_sum():
+    # steps >= longest gap: every earlier position makes a rule, weighted 1/gap
+    log = SessionLog.from_sequences([[0, 1, 2, 3]])
+    m = SR({"steps": 3, "normalise": False}).fit(log)
+    assert rows(m, [0]) == [[0, 1, 1 / 2, round(1 / 3, 6)]]
+    assert rows(SR({"steps": 50, "normalise": False}).fit(log), [0]) == rows(m, [0])
+    # normalised: N(0) = 1 occurrence * (4 - 1) = 3
+    assert rows(SR({"steps": 3}).fit(log), [0]) == [[0, round(1 / 3, 6), round(1 / 6, 6),
+                                                    round(1 / 9, 6)]]
+
+
 @pytest.mark.parametrize("cls", [Markov, SR, AR])
-def test_empty_and_unknown_histories_score_zero(cls):
+def test_empty_and_unknown_histories_fall_back_to_popularity(cls):
     m = cls().fit(LOG)
-    got = m.score([[], [-1], [2, -1], [7]])
-    assert torch.equal(got, torch.zeros(4, 4))  # no popularity fallback
+    got = m.score([[], [-1], [2, -1], [7]])  # [2, -1]: the last item is unknown
+    assert rows_of(got) == [POP] * 4
     assert m.score([]).shape == (0, 4)
+
+
+@pytest.mark.parametrize("cls", [Markov, SR])
+def test_a_last_item_without_rules_falls_back_to_popularity(cls):
+    m = cls().fit(LOG)  # item 3 ends its only session: no rule starts from it
+    assert rows(m, [3, 1]) == [POP, rows(m, [1])[0]]
+    assert max(POP) < 1.0  # below any probability-1 rule
+
+
+def test_no_fallback_without_a_saved_item_support(tmp_path):
+    m = SR().fit(LOG)
+    m.item_support_ = None  # as a model file written without it
+    assert rows(m, [3]) == [[0, 0, 0, 0]]
 
 
 @pytest.mark.parametrize("cls", [Markov, SR, AR])

@@ -114,14 +114,51 @@ def test_vsknn_idf_weighting():
     assert row(m, [1, 4, 3]) == pytest.approx(expect(want), rel=1e-6)
 
 
+def test_vsknn_normalise_is_the_cosine_of_the_weighted_vector():
+    # query [1, 4, 3], linear weights 1/3, 2/3, 1; ||w|| = sqrt(1/9 + 4/9 + 1) = sqrt(14)/3
+    # sim = dot / (||w|| * sqrt(|n|)): S4 (5/3) / (sqrt(14)/3 * sqrt(3)) = 5 / sqrt(42),
+    # S0 4 / sqrt(42), S1 (2/3) / (sqrt(14)/3 * sqrt(2)) = 2 / sqrt(28), S2 1 / sqrt(28)
+    r42, r28 = sqrt(42), sqrt(28)
+    m = VSKNN(k=100, sample_size=100, weighting="linear", normalise=True).fit(LOG)
+    nb, sim = m.neighbours([1, 4, 3])
+    assert nb.tolist() == [4, 0, 1, 2]
+    assert sim == pytest.approx([5 / r42, 4 / r42, 2 / r28, 1 / r28])
+    top2 = VSKNN(k=2, sample_size=100, weighting="linear", normalise=True).fit(LOG)
+    want = {1: 4 / r42, 2: 4 / r42, 3: 9 / r42, 4: 5 / r42, 5: 5 / r42}
+    assert row(top2, [1, 4, 3]) == pytest.approx(expect(want))
+    # with every weight 1 (one item) the cosine of V-SKNN is SKNN's
+    one = VSKNN(k=100, sample_size=100, normalise=True).fit(LOG)
+    assert row(one, [2]) == pytest.approx(row(SKNN(k=100, sample_size=100).fit(LOG), [2]))
+
+
+def test_vsknn_match_weighting_by_the_most_recent_shared_item():
+    # query [1, 4, 3] (linear): S0 (sim 4/3) and S4 (5/3) contain the last item 3: x = 1;
+    # S1 (2/3) shares 4 at most: x = 2; S2 (1/3) shares 1 only: x = 3
+    m = VSKNN(k=100, sample_size=100, weighting="linear", match_weighting="harmonic").fit(LOG)
+    nb, sim = m.neighbours([1, 4, 3])  # neighbours are chosen by similarity alone
+    assert nb.tolist() == [4, 0, 1, 2] and sim == pytest.approx([5 / 3, 4 / 3, 2 / 3, 1 / 3])
+    # contributions sim / x: S0 4/3, S1 1/3, S2 1/9, S4 5/3
+    want = {1: 4 / 3 + 1 / 9, 2: 4 / 3 + 1 / 3 + 1 / 9, 3: 4 / 3 + 5 / 3, 4: 1 / 3 + 5 / 3,
+            5: 5 / 3}
+    assert row(m, [1, 4, 3]) == pytest.approx(expect(want))
+    # an unknown item does not count as a step; a repeat counts its most recent position
+    assert row(m, [1, -1, 4, 3]) == pytest.approx(expect(want))
+    q = VSKNN(k=100, sample_size=100, weighting="linear", match_weighting="quadratic").fit(LOG)
+    assert row(q, [1, 4, 3])[2] == pytest.approx(4 / 3 + 2 / 3 / 4 + 1 / 3 / 9)  # item 2
+    lg = VSKNN(k=100, sample_size=100, weighting="linear", match_weighting="log").fit(LOG)
+    assert row(lg, [1, 4, 3])[4] == pytest.approx(2 / 3 / log2(3) + 5 / 3)  # item 4
+
+
 def test_empty_unknown_and_unseen_histories():
-    # no known item -> popularity / (max + 1); counts 0, 2, 3, 2, 2, 2, 1, max 3
+    # no known item, or no neighbour -> popularity / (max + 1); counts 0, 2, 3, 2, 2, 2, 1
     pop = [0, 2 / 4, 3 / 4, 2 / 4, 2 / 4, 2 / 4, 1 / 4]
     for cls in (SKNN, VSKNN, VMISKNN):
         m = cls().fit(LOG)
         assert row(m, []) == pytest.approx(pop)
         assert row(m, [-1, -1]) == pytest.approx(pop)
-        assert row(m, [0]) == [0.0] * 7  # known item in no training session: no neighbours
+        # a known item in no training session has no neighbours: the same fallback
+        assert row(m, [0]) == pytest.approx(pop)
+        assert row(m, [0, -1]) == pytest.approx(pop)
 
 
 def test_vmis_equals_vsknn_when_m_is_large():
@@ -130,8 +167,10 @@ def test_vmis_equals_vsknn_when_m_is_large():
     times = [sorted(rng.uniform(0, 1000, size=len(s))) for s in seqs]
     train = SessionLog.from_sequences(seqs, times=times)
     hs = [rng.integers(0, 40, size=rng.integers(1, 6)) for _ in range(30)]
-    for weighting in ("linear", "log", "quadratic", "harmonic"):
-        keys = {"k": 20, "sample_size": 50, "weighting": weighting, "idf_weighting": True}
+    options = [{"weighting": w} for w in ("linear", "log", "quadratic", "harmonic")]
+    options += [{"normalise": True}, {"match_weighting": "harmonic", "normalise": True}]
+    for extra in options:
+        keys = {"k": 20, "sample_size": 50, "idf_weighting": True, **extra}
         v = VSKNN(keys).fit(train).score(hs)
         assert torch.equal(VMISKNN(keys, m=50).fit(train).score(hs), v)
         assert torch.equal(VMISKNN(keys, m=1000).fit(train).score(hs), v)
@@ -147,12 +186,13 @@ def test_vmis_small_m_reads_only_the_m_most_recent_sessions_per_item():
 
 def test_save_load_exact_and_batch_equals_single(tmp_path):
     hs = [np.array([2, 3]), np.array([], dtype=np.int64), np.array([1, 4, 3]), np.array([6])]
-    for cls in (SKNN, VSKNN, VMISKNN):
-        m = cls(k=2, sample_size=3).fit(LOG)
+    vs_options = {"normalise": True, "match_weighting": "harmonic"}
+    for cls, extra in ((SKNN, {}), (VSKNN, {}), (VMISKNN, {}), (VMISKNN, vs_options)):
+        m = cls(k=2, sample_size=3, **extra).fit(LOG)
         batch = m.score(hs)
         single = torch.cat([m.score([h]) for h in hs])
         assert torch.equal(batch, single)
-        back = load_model(m.save(tmp_path / cls.name))
+        back = load_model(m.save(tmp_path / f"{cls.name}{len(extra)}"))
         assert type(back) is cls and back.config == m.config
         assert torch.equal(back.score(hs), batch)
         for key, arr in m.index_.items():
@@ -166,3 +206,14 @@ def test_bad_settings_are_config_errors():
         VMISKNN(m=0)
     with pytest.raises(ConfigError, match="weighting"):
         VSKNN(weighting="cubic")
+    with pytest.raises(ConfigError, match="match_weighting"):
+        VMISKNN(match_weighting="cubic")
+
+
+def test_fit_records_the_index_size_and_build_time():
+    m = VMISKNN(m=1).fit(LOG)
+    nbytes = sum(a.nbytes for a in m.index_.values())
+    # int64 offsets / ids, float64 idf: (5+1) + 12 items (3+2+2+2+3) + (7+1) + 6 ids + 7 idf
+    assert nbytes == 8 * (6 + 12 + 8 + 6 + 7)
+    assert m.meta_["index_mib"] == round(nbytes / 2**20, 3)
+    assert m.meta_["index_build_seconds"] >= 0

@@ -355,6 +355,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         out=args.out,
         seed=args.seed,
         progress=not args.quiet,
+        start_from_base=not args.no_base_trial,
     )
     return 0
 
@@ -642,6 +643,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="without times: validation = the last fraction of sessions (default 0.1)",
     )
     p.add_argument("--seed", type=int, default=0, help="sampler seed of the search")
+    p.add_argument(
+        "--no-base-trial",
+        action="store_true",
+        help="do not spend the first trial on the base config (defaults + --config/--set); "
+        "by default it is tried first, so the result is never worse on validation",
+    )
     p.add_argument(
         "--out", required=True, metavar="FILE.toml", help="where to write the best config"
     )

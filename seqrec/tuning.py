@@ -113,6 +113,40 @@ def suggest(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def base_trial(
+    cls: Any, base_config: dict[str, Any], space: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The encoded Optuna params of the base configuration (``base_config`` over the
+    model's and its training defaults) for every searched key whose base value lies in
+    the space; keys whose value lies outside are left for the sampler to draw."""
+    defaults: dict[str, Any] = {}
+    for owner in cls.config_owners().values():
+        for f in dataclasses.fields(owner):
+            if f.default is not dataclasses.MISSING:
+                defaults[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                defaults[f.name] = f.default_factory()
+    values = {**defaults, **getattr(cls, "training_defaults", {}), **base_config}
+    out: dict[str, Any] = {}
+    for name, spec in space.items():
+        if name not in values:
+            continue
+        v = values[name]
+        if isinstance(v, tuple):
+            v = list(v)
+        if spec["type"] == "categorical":
+            if v in spec["choices"]:
+                out[name] = json.dumps(v)
+        elif (
+            isinstance(v, (int, float))
+            and not isinstance(v, bool)
+            and spec["low"] <= v <= spec["high"]
+            and (spec["type"] == "float" or v == int(v))
+        ):
+            out[name] = float(v) if spec["type"] == "float" else int(v)
+    return out
+
+
 def carve_validation(
     train: SessionLog, valid_days: float | None, valid_fraction: float
 ) -> tuple[SessionLog, SessionLog]:
@@ -174,8 +208,14 @@ def tune(
     out: str,
     seed: int = 0,
     progress: bool = True,
+    start_from_base: bool = True,
 ) -> dict[str, Any]:
-    """Run the search and write the best configuration to ``out`` (TOML)."""
+    """Run the search and write the best configuration to ``out`` (TOML).
+
+    With ``start_from_base`` the first trial is the base configuration itself (model
+    defaults, then ``base_config``; only its searched keys that lie in the space), so
+    the config written is never worse on validation than the one the search started
+    from."""
     import optuna
 
     from seqrec.data.loading import load_training_data
@@ -238,6 +278,8 @@ def tune(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    if start_from_base:
+        study.enqueue_trial(base_trial(cls, base_config, space))
     study.optimize(objective, n_trials=n_trials, timeout=timeout, show_progress_bar=False)
     done = [t for t in study.trials if t.value is not None]
     if not done:

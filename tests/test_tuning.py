@@ -1,5 +1,6 @@
 """seqrec tune: space parsing, validation carving and an end-to-end mini search."""
 
+import json
 import tomllib
 
 import numpy as np
@@ -90,3 +91,42 @@ def test_tune_rejects_parameters_outside_the_model(excerpt, tmp_path, capsys, wr
         ]
     )
     assert code == 2 and "'nope' is not a gru4rec parameter" in capsys.readouterr().err
+
+
+def test_base_trial_encodes_the_base_values_that_lie_in_the_space():
+    from seqrec.models import get_model_class
+    from seqrec.tuning import base_trial
+
+    space = {
+        "k": {"type": "int", "low": 50, "high": 500},
+        "sample_size": {"type": "categorical", "choices": [500, 1000]},
+        "weighting": {"type": "categorical", "choices": ["log", "harmonic"]},
+        "idf_weighting": {"type": "categorical", "choices": [False, True]},
+    }
+    got = base_trial(get_model_class("v-sknn"), {"k": 120}, space)
+    # k from the base config, sample_size / idf_weighting from the model defaults;
+    # the default weighting ("linear") is not a choice, so the sampler draws it
+    assert got == {"k": 120, "sample_size": "500", "idf_weighting": "false"}
+    assert base_trial(get_model_class("v-sknn"), {"k": 20}, space).get("k") is None
+    layers = {"layers": {"type": "categorical", "choices": [[8], [100]]}}
+    assert base_trial(get_model_class("gru4rec"), {"layers": [8]}, layers) == {"layers": "[8]"}
+
+
+def test_tune_first_trial_is_the_base_config(tmp_path, write):
+    """The first trial evaluates the base config; --no-base-trial leaves it to the sampler."""
+    train = write(
+        "train.tsv",
+        "session_id\titem_id\ttimestamp\n"
+        + "".join(f"{s}\t{(s + j) % 7}\t{s * 10 + j}\n" for s in range(60) for j in range(4)),
+    )
+    space = write("space.toml", "[k]\ntype = 'int'\nlow = 1\nhigh = 50\n")
+    for flag, first_k in (([], 37), (["--no-base-trial"], None)):
+        out = tmp_path / f"best{len(flag)}.toml"
+        args = ["tune", "--train", str(train), "--model", "sknn", "--space", str(space)]
+        args += ["--set", "k=37", "--trials", "2", "--seed", "3", "--out", str(out), "-q"]
+        assert main(args + flag) == 0
+        first = json.loads((tmp_path / f"{out.name}.trials.jsonl").read_text().splitlines()[0])
+        if first_k is None:
+            assert first["params"]["k"] != 37
+        else:
+            assert first["params"]["k"] == first_k

@@ -326,7 +326,7 @@ class Hybrid(Recommender):
     def tune(self, valid: SessionLog | Samples) -> Hybrid:
         """Tune the weights (or threshold) of this fitted hybrid's parts on ``valid``:
         data its parts did not train on."""
-        self._check_fitted()
+        self._check_parts()
         self._tune(self.parts_, valid, "given")
         return self
 
@@ -334,7 +334,7 @@ class Hybrid(Recommender):
         """Tune on a validation split carved from ``train`` (what the parts trained
         on) by training fresh copies of the parts (same keys) on the rest; the parts
         themselves are kept."""
-        self._check_fitted()
+        self._check_parts()
         tr, va = carve_validation(train, self.config.valid_days, self.config.valid_fraction)
         if tr.n_events == 0 or va.n_events == 0:
             raise ConfigError("the training data is too small to carve a validation split")
@@ -427,10 +427,15 @@ class Hybrid(Recommender):
         return model
 
     # ------------------------------------------------------------------ score
-    def _check_fitted(self) -> None:
+    def _check_parts(self) -> None:
         super()._check_fitted()
-        if not self.parts_ or (self.weights_ is None and self.threshold_ is None):
-            raise ConfigError("hybrid is not fitted (no parts, or weights not tuned yet)")
+        if not self.parts_:
+            raise ConfigError("hybrid is not fitted (no parts)")
+
+    def _check_fitted(self) -> None:
+        self._check_parts()
+        if self.weights_ is None and self.threshold_ is None:
+            raise ConfigError("hybrid is not tuned yet (no weights or threshold)")
 
     def score(self, histories: Histories) -> torch.Tensor:
         """(B, n_items): the weighted sum of the parts' normalised rows, or (switching)
@@ -545,6 +550,10 @@ def _gather_part_tables(values: dict[str, Any], cfg_cls: type) -> dict[str, Any]
             tables.setdefault(index_of(key), {}).update(value)
         elif key not in own and rest and head in names:
             tables.setdefault(index_of(head), {})[rest] = value
+        elif key not in own and isinstance(value, Mapping):
+            raise ConfigError(
+                f"table [{key}] names no part of this hybrid (parts: {', '.join(names)})"
+            )
         else:
             out[key] = value
     if tables:

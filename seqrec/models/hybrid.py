@@ -74,7 +74,7 @@ class HybridConfig:
     part_configs: tuple[Any, ...] = ()  # one table of keys per part ({}: its defaults)
     kind: Literal["weighted", "switching"] = "weighted"
     normalise: Literal["minmax", "softmax", "none"] = "minmax"  # per query row
-    weights: tuple[float, ...] | None = None  # weighted: one per part; None = tune
+    weights: tuple[float, ...] = ()  # weighted: one per part; empty = tune
     threshold: int | None = None  # switching: len(history) < threshold -> part 0; None = tune
     metric: str = "mrr@20"  # what tuning maximises: mrr@K or recall@K
     weight_step: float = 0.1  # tuning: step of the simplex grid of weights
@@ -99,11 +99,11 @@ class HybridConfig:
         if self.kind == "switching":
             if n != 2:
                 raise ConfigError(f"a switching hybrid has exactly 2 parts, got {n}")
-            if self.weights is not None:
+            if self.weights:
                 raise ConfigError("weights apply to kind 'weighted', not 'switching'")
         elif self.threshold is not None:
             raise ConfigError("threshold applies to kind 'switching', not 'weighted'")
-        if self.weights is not None:
+        if self.weights:
             check_weights(self.weights, n)
         if self.threshold is not None and self.threshold < 0:
             raise ConfigError(f"threshold must be >= 0, got {self.threshold}")
@@ -297,7 +297,7 @@ class Hybrid(Recommender):
 
     def _fixed(self) -> bool:
         if self.config.kind == "weighted":
-            return self.config.weights is not None
+            return bool(self.config.weights)
         return self.config.threshold is not None
 
     def _fit_parts(self, train: SessionLog) -> list[Recommender]:
@@ -381,7 +381,7 @@ class Hybrid(Recommender):
                     for c, (thr,) in enumerate(grid):
                         totals[c] += torch.where(lens < thr, m0, m1).sum()
         values = (totals / len(targets)).tolist()
-        best = int(np.argmax(values))  # the first best grid point
+        best = _best(grid, np.asarray(values), weighted)
         report = {
             "validation": how,
             "queries": len(targets),
@@ -518,6 +518,18 @@ class Hybrid(Recommender):
         except ConfigError as exc:
             raise ModelFileError(f"{file}: field 'hybrid': {exc}") from None
         return model
+
+
+def _best(grid: np.ndarray, values: np.ndarray, weighted: bool) -> int:
+    """The best grid point. Ties are common on small validation sets: thresholds take
+    the smallest; weights the tied point nearest the mean of the tied points, so a flat
+    optimum gives a central weight rather than an extreme one (then the first)."""
+    tied = np.flatnonzero(values >= values.max())
+    if not weighted or len(tied) == 1:
+        return int(tied[0])
+    centre = grid[tied].mean(axis=0)
+    dist = np.round(((grid[tied] - centre) ** 2).sum(axis=1), 12)
+    return int(tied[int(np.argmin(dist))])
 
 
 def _grid_point(g: np.ndarray, weighted: bool) -> Any:

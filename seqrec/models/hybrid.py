@@ -38,6 +38,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -287,11 +288,19 @@ class Hybrid(Recommender):
                 "the training data is too small to carve a validation split for the "
                 "hybrid's weights; give weights (or threshold) or validation data"
             )
+        t0 = time.perf_counter()
         parts = self._fit_parts(tr)
+        t1 = time.perf_counter()
         self._tune(parts, va, "carved from the training data")
+        t2 = time.perf_counter()
         if self.config.refit:
             parts = self._fit_parts(train)
         self.meta_["parts_trained_on"] = "all training data" if self.config.refit else "carved"
+        self.meta_["seconds"] = {
+            "fit_parts_on_carved": round(t1 - t0, 3),
+            "tune": round(t2 - t1, 3),
+            "refit_parts": round(time.perf_counter() - t2, 3),
+        }
         self._set_parts(parts)
         return self
 
@@ -303,7 +312,10 @@ class Hybrid(Recommender):
     def _fit_parts(self, train: SessionLog) -> list[Recommender]:
         out = []
         for name, cfg in zip(self.config.parts, self.part_configs(), strict=True):
-            out.append(part_class(name)(cfg).fit(train, item_index=self.item_index_))
+            t0 = time.perf_counter()
+            part = part_class(name)(cfg).fit(train, item_index=self.item_index_)
+            part.meta_["train_seconds"] = round(time.perf_counter() - t0, 3)
+            out.append(part)
         return out
 
     def _set_parts(self, parts: list[Recommender]) -> None:

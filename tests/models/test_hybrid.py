@@ -130,6 +130,8 @@ def test_tuning_on_a_split_carved_from_the_training_data():
     assert hybrid.meta_["tuning"]["queries"] == 3
     assert hybrid.meta_["parts_trained_on"] == "all training data"  # refit
     assert hybrid.parts_[0].popularity_.sum() == log.n_events
+    assert set(hybrid.meta_["seconds"]) == {"fit_parts_on_carved", "tune", "refit_parts"}
+    assert all(p.meta_["train_seconds"] >= 0 for p in hybrid.parts_)
     kept = Hybrid(parts=["pop", "markov"], valid_fraction=0.05, refit=False)
     kept.fit(log, item_index=CHAIN_INDEX)
     assert kept.parts_[0].popularity_.sum() == log.n_events - 4

@@ -139,16 +139,19 @@ def check_weights(weights: Sequence[float], n_parts: int) -> tuple[float, ...]:
 
 
 def normalise_rows(scores: torch.Tensor, how: str) -> torch.Tensor:
-    """(B, n) scores normalised per row: ``minmax`` maps each row to [0, 1] (a constant
-    row to 0), ``softmax`` to probabilities, ``none`` leaves them as they are."""
+    """(B, n) scores normalised per row, as a new tensor the caller owns (free to change
+    in place): ``minmax`` maps each row to [0, 1] (a constant row to 0), ``softmax`` to
+    probabilities, ``none`` leaves the values as they are. Three passes over the rows
+    for minmax (one ``aminmax``, a subtraction, an in-place scaling)."""
     s = scores.float()
     if how == "none":
-        return s
+        return s.clone() if s is scores else s
     if how == "softmax":
         return torch.softmax(s, dim=1)
-    lo = s.min(dim=1, keepdim=True).values
-    span = s.max(dim=1, keepdim=True).values - lo
-    return torch.where(span > 0, (s - lo) / torch.where(span > 0, span, 1.0), 0.0)
+    lo, hi = torch.aminmax(s, dim=1, keepdim=True)
+    span = hi - lo
+    scale = torch.where(span > 0, 1.0 / torch.where(span > 0, span, 1.0), 0.0)
+    return (s - lo).mul_(scale)  # a constant row: 0 * 0
 
 
 def simplex_grid(n_parts: int, step: float) -> np.ndarray:
@@ -460,8 +463,8 @@ class Hybrid(Recommender):
             for w, part in zip(self.weights_, self.parts_, strict=True):
                 if w == 0:
                     continue
-                row = w * normalise_rows(part.score(histories), how)
-                out = row if out is None else out + row.to(out.device)
+                row = normalise_rows(part.score(histories), how).mul_(w)  # (B, n_items)
+                out = row if out is None else out.add_(row.to(out.device))
             assert out is not None
             return out
         short = np.array([_length(h) < self.threshold_ for h in histories], dtype=bool)

@@ -247,8 +247,13 @@ def test_build_config_accepts_or_says_why(data: Any, model: str) -> None:
     assert config_to_dict(again) == config_to_dict(got) or any(
         isinstance(x, float) and math.isnan(x) for x in config_to_dict(got).values()
     )
-    # the same values through the model's constructor: the same outcome
-    assert config_to_dict(get_model_class(model)(values).config) == config_to_dict(got)
+    # the same values through the model's constructor: the same outcome, except for the
+    # checks a neural model makes across its owners' keys (fpmc: max_len >= window)
+    built = outcome(lambda: get_model_class(model)(values))
+    if isinstance(built, ConfigError) and get_model_class(model).family is not None:
+        return
+    assert not isinstance(built, ConfigError), built
+    assert config_to_dict(built.config) == config_to_dict(got)
 
 
 POSITIVE = st.floats(min_value=1e-12, max_value=1e12, allow_nan=False)

@@ -97,6 +97,12 @@ class HybridConfig:
         for i, c in enumerate(self.part_configs):
             if not isinstance(c, Mapping):
                 raise ConfigError(f"part_configs[{i}] must be a table of keys, got {c!r}")
+        tables = self.part_configs or [{} for _ in self.parts]
+        for i, (name, cfg) in enumerate(zip(self.parts, tables)):
+            try:
+                part_class(name)(dict(cfg))  # an unknown model or key fails now, not after data
+            except ConfigError as exc:
+                raise ConfigError(f"part {i} ({name}): {exc}") from None
         if self.kind == "switching":
             if n != 2:
                 raise ConfigError(f"a switching hybrid has exactly 2 parts, got {n}")
@@ -236,11 +242,6 @@ class Hybrid(Recommender):
         if config is not None and not isinstance(config, Mapping):
             config = config_to_dict(config)
         super().__init__(_gather_part_tables({**(config or {}), **overrides}, self.Config))
-        for i, (name, cfg) in enumerate(zip(self.config.parts, self.part_configs(), strict=True)):
-            try:
-                part_class(name)(cfg)  # an unknown model or key fails now, not after data
-            except ConfigError as exc:
-                raise ConfigError(f"part {i} ({name}): {exc}") from None
         self.parts_: list[Recommender] = []
         self.weights_: tuple[float, ...] | None = None
         self.threshold_: int | None = None

@@ -110,9 +110,13 @@ def _columns(args: argparse.Namespace) -> Any:
 
 
 def model_config(
-    model: str, config_file: str | None, overrides: list[str] | None
+    model: str,
+    config_file: str | None,
+    overrides: list[str] | None,
+    part_configs: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Merge a TOML config file and ``--set`` overrides into one config dict."""
+    """Merge a TOML config file, a hybrid's ``--part-config NAME=FILE`` tables and
+    ``--set`` overrides (in this order, later ones win) into one config dict."""
     from seqrec.config import load_toml, parse_overrides
     from seqrec.errors import ConfigError
 
@@ -122,6 +126,22 @@ def model_config(
         named = values.pop("model", None)
         if named is not None and named != model:
             raise ConfigError(f"{config_file}: config is for model {named!r}, not {model!r}")
+    if part_configs:
+        from seqrec.models import get_model_class
+        from seqrec.models.hybrid import Hybrid
+
+        if not issubclass(get_model_class(model), Hybrid):
+            raise ConfigError(f"--part-config is for hybrid models; {model!r} is not one")
+    for pair in part_configs or []:
+        name, sep, file = pair.partition("=")
+        if not sep or not name.strip() or not file.strip():
+            raise ConfigError(f"--part-config expects NAME=FILE.toml, got {pair!r}")
+        name = name.strip()
+        table = load_toml(file.strip())
+        named = table.pop("model", None)
+        if named is not None and named != name:
+            raise ConfigError(f"{file.strip()}: config is for model {named!r}, not {name!r}")
+        values[name] = {**values.get(name, {}), **table}
     values.update(parse_overrides(overrides))
     return values
 
@@ -163,7 +183,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from seqrec.pipeline import fit_model, with_process_tuning
 
     cls = get_model_class(args.model)
-    cfg = model_config(args.model, args.config, args.set)
+    cfg = model_config(args.model, args.config, args.set, args.part_config)
     if args.device:
         cfg["device"] = args.device
     model = cls(with_process_tuning(cls, cfg))  # validates the config before any data is read
@@ -437,7 +457,11 @@ def build_parser() -> argparse.ArgumentParser:
             "Train a model on an event log and write a model directory (weights, "
             "config JSON, item index) atomically.\n\nExample:\n  seqrec train --train "
             "data/excerpt/train.tsv --model gru4rec --config configs/gru4rec/"
-            "excerpt.toml --set n_epochs=3 --out runs/gru4rec"
+            "excerpt.toml --set n_epochs=3 --out runs/gru4rec\n\nHybrids (see `seqrec "
+            "hybrid --help`) train every part, then tune their weights on a validation "
+            "split carved from --train:\n  seqrec train --train DATA --model gru4rec+vsknn "
+            "--part-config gru4rec=configs/gru4rec/diginetica.toml \\\n    --part-config "
+            "v-sknn=configs/v-sknn/diginetica.toml --out runs/hybrid"
         ),
     )
     p.add_argument(
@@ -466,10 +490,19 @@ def build_parser() -> argparse.ArgumentParser:
         "else taken as a string (loss=bpr-max). Repeatable",
     )
     p.add_argument(
+        "--part-config",
+        action="append",
+        metavar="NAME=FILE.toml",
+        help="hybrids: the keys of part NAME from a model's own config file, e.g. "
+        "gru4rec=configs/gru4rec/diginetica.toml (same as a [NAME] table in --config; "
+        "--set NAME.KEY=VALUE overrides one). Repeatable",
+    )
+    p.add_argument(
         "--valid",
         metavar="PATH",
         help="validation sessions (same format) evaluated after every epoch (next-item "
-        "recall@20 / mrr@20; used for early stopping when the config sets patience)",
+        "recall@20 / mrr@20; used for early stopping when the config sets patience); "
+        "hybrids tune their weights on it instead of a split carved from --train",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="model directory to write")
     p.add_argument(
@@ -780,7 +813,187 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     _add_build_kernels(sub, fmt)
+    _add_hybrid(sub, fmt)
     return parser
+
+
+HYBRID_HELP = """Combine saved model directories (trained on the same data: one catalogue) into
+a hybrid model directory that holds copies of them (part-0/, part-1/, ...).
+
+  weighted   each part's score row is normalised per query (--normalise), then
+             summed with --weights, or with weights tuned on validation (a simplex
+             grid of step --weight-step, best --metric, full ranking)
+  switching  two parts: the first answers histories shorter than --threshold
+             items, the second the rest (threshold given or tuned: 0..--max-threshold)
+
+Validation for tuning: --valid PATH (sessions the parts did not train on), or
+--train PATH (the data the parts trained on: a split is carved from it as `seqrec
+tune` does, fresh copies of the parts are trained on the rest and tuned on the
+split; the saved parts are kept). Given --weights / --threshold need neither.
+
+Parts with different catalogues are refused (retrain them on the same data).
+To train a hybrid from scratch: seqrec train --model hybrid|gru4rec+vsknn.
+
+Example:
+  seqrec hybrid --parts runs/gru4rec runs/v-sknn --train DATA --out runs/hybrid
+  seqrec hybrid --parts runs/sknn runs/sr --weights 0.7 0.3 --out runs/hybrid"""
+
+
+def _add_hybrid(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
+    p = sub.add_parser(
+        "hybrid",
+        help="combine saved models into a weighted or switching hybrid",
+        formatter_class=fmt,
+        description=HYBRID_HELP,
+    )
+    p.add_argument(
+        "--parts", required=True, nargs="+", metavar="DIR", help="model directories (2 or more)"
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="hybrid model directory to write")
+    p.add_argument(
+        "--kind",
+        default="weighted",
+        choices=["weighted", "switching"],
+        help="weighted sum of normalised scores (default) or switch by session length",
+    )
+    p.add_argument(
+        "--normalise",
+        default="minmax",
+        choices=["minmax", "softmax", "none"],
+        help="per-query normalisation of each part's scores: minmax to [0, 1] (default), "
+        "softmax, or none (raw scores)",
+    )
+    p.add_argument(
+        "--weights",
+        nargs="+",
+        type=_finite_float,
+        metavar="W",
+        help="weighted: one weight >= 0 per part, in --parts order (no tuning)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=int,
+        metavar="N",
+        help="switching: histories shorter than N items go to the first part (no tuning)",
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--valid", metavar="PATH", help="validation data the parts did not train on")
+    src.add_argument(
+        "--train",
+        metavar="PATH",
+        help="the parts' training data: tune on a split carved from it (retrains copies)",
+    )
+    _add_data_args(p)
+    p.add_argument(
+        "--metric",
+        default="mrr@20",
+        help="what tuning maximises: mrr@K or recall@K (default mrr@20)",
+    )
+    p.add_argument(
+        "--weight-step",
+        type=_positive_float,
+        default=0.1,
+        help="tuning grid step of the weights, 1/N (default 0.1)",
+    )
+    p.add_argument(
+        "--max-threshold",
+        type=int,
+        default=10,
+        help="switching: thresholds tried are 0..N (default 10)",
+    )
+    p.add_argument(
+        "--valid-fraction",
+        type=_fraction,
+        default=0.1,
+        help="--train: validation = the last fraction of sessions (default 0.1)",
+    )
+    p.add_argument(
+        "--valid-days",
+        type=_positive_float,
+        help="--train: validation = sessions starting in the last D days (needs times)",
+    )
+    p.add_argument(
+        "--valid-queries",
+        type=_positive_int,
+        default=20000,
+        help="most validation queries scored while tuning (a seeded sample; default 20000)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of that sample (default 0)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (where the parts run)")
+    p.set_defaults(func=cmd_hybrid)
+
+
+def cmd_hybrid(args: argparse.Namespace) -> int:
+    from seqrec.errors import ConfigError
+    from seqrec.models import load_model
+    from seqrec.models.hybrid import Hybrid
+    from seqrec.persist import check_model_out
+
+    keys: dict[str, Any] = {
+        "kind": args.kind,
+        "normalise": args.normalise,
+        "metric": args.metric,
+        "weight_step": args.weight_step,
+        "max_threshold": args.max_threshold,
+        "valid_fraction": args.valid_fraction,
+        "valid_days": args.valid_days,
+        "valid_queries": args.valid_queries,
+        "seed": args.seed,
+    }
+    if args.weights is not None:
+        keys["weights"] = args.weights
+    if args.threshold is not None:
+        keys["threshold"] = args.threshold
+    given = args.weights is not None or args.threshold is not None
+    if given and (args.valid or args.train):
+        raise ConfigError(
+            "--weights / --threshold are given: nothing to tune (drop --valid/--train)"
+        )
+    if not given and not (args.valid or args.train):
+        raise ConfigError("give --weights (or --threshold), or --valid or --train to tune them")
+    check_model_out(args.out)
+    t0 = time.perf_counter()
+    parts = [load_model(d, device=args.device) for d in args.parts]
+    hybrid = Hybrid.combine(parts, names=args.parts, **keys)
+    if args.valid:
+        from seqrec.data.loading import load_test_data
+        from seqrec.pipeline import default_protocol
+
+        protocol = default_protocol(args.valid, args.format)
+        assert hybrid.item_index_ is not None
+        valid, report = load_test_data(args.valid, args.format, hybrid.item_index_, protocol)
+        _print_report(report)
+        hybrid.tune(valid)
+    elif args.train:
+        from seqrec.data.loading import load_training_data
+
+        data = load_training_data(args.train, args.format, _columns(args))
+        if data.item_index != hybrid.item_index_:
+            raise ConfigError(
+                f"{args.train}: its catalogue ({len(data.item_index):,} items) is not the "
+                f"parts' ({hybrid.n_items_:,}): is it the data they were trained on?"
+            )
+        hybrid.tune_by_retraining(data.train)
+    hybrid.meta_["combined_from"] = [str(d) for d in args.parts]
+    hybrid.meta_["tune_seconds"] = round(time.perf_counter() - t0, 3)
+    hybrid.save(args.out)
+    print(f"hybrid of {', '.join(p.name for p in parts)}: {_tuned(hybrid)} -> {args.out}")
+    return 0
+
+
+def _tuned(hybrid: Any) -> str:
+    """The weights (or threshold) of a hybrid and, when tuned, the validation score."""
+    what = (
+        f"weights {[round(w, 4) for w in hybrid.weights_]}"
+        if hybrid.weights_ is not None
+        else f"threshold {hybrid.threshold_}"
+    )
+    tuning = hybrid.meta_.get("tuning")
+    if tuning:
+        what += (
+            f" (validation {tuning['metric']} {tuning['best']:.4f}, {tuning['queries']:,} queries)"
+        )
+    return what
 
 
 def _add_build_kernels(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:

@@ -39,6 +39,16 @@ def _fsync_dir(path: Path) -> None:
 
 MODEL_FILES = frozenset({"config.json", "items.json", "weights.safetensors"})
 MODEL_FORMAT = "seqrec-model"
+# A hybrid's model directory also holds its parts, each a model directory of its own.
+MAX_PARTS = 16
+PART_DIRS = tuple(f"part-{i}" for i in range(MAX_PARTS))
+MODEL_ENTRIES = MODEL_FILES | frozenset(PART_DIRS)  # what a model directory may hold
+
+
+def model_dir_files(path: Path) -> list[Path]:
+    """Every file of model directory ``path``, its parts' files included, in a fixed
+    order (what a fingerprint of the model reads)."""
+    return sorted(f for f in path.rglob("*") if f.is_file())
 
 
 def current_umask() -> int:
@@ -153,7 +163,7 @@ def check_output_dir(
 
 def check_model_out(path: str | Path) -> None:
     """Up-front check of a model directory to be written (see ``Recommender.save``)."""
-    check_output_dir(path, MODEL_FILES, is_model_dir, "model directory")
+    check_output_dir(path, MODEL_ENTRIES, is_model_dir, "model directory")
 
 
 @contextlib.contextmanager
@@ -210,7 +220,7 @@ def atomic_dir(
         yield tmp
         written = set(os.listdir(tmp))
         check_replaceable(target, set(names or ()) | written, accept, what)
-        for f in tmp.iterdir():
+        for f in tmp.rglob("*"):  # a hybrid's parts are sub-directories
             if f.is_file():
                 with f.open("rb") as fh:
                     os.fsync(fh.fileno())

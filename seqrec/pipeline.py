@@ -33,8 +33,9 @@ PROCESS_TUNING: dict[str, Any] = {"threads": "auto", "malloc_tuning": True}
 
 
 def with_process_tuning(cls: type[Recommender], cfg: dict[str, Any]) -> dict[str, Any]:
-    """``cfg`` plus :data:`PROCESS_TUNING` for a neural model (keys in ``cfg`` win)."""
-    return dict(cfg) if cls.family is None else {**PROCESS_TUNING, **cfg}
+    """``cfg`` plus :data:`PROCESS_TUNING` for a neural model or a hybrid's neural parts
+    (keys in ``cfg`` win)."""
+    return cls.with_run_defaults(cfg, PROCESS_TUNING)
 
 
 def fit_model(

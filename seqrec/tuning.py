@@ -29,9 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from seqrec.config import load_toml
+from seqrec.data.preprocess import carve_validation
 from seqrec.data.samples import Samples
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError, SeqrecError
@@ -145,30 +144,6 @@ def base_trial(
         ):
             out[name] = float(v) if spec["type"] == "float" else int(v)
     return out
-
-
-def carve_validation(
-    train: SessionLog, valid_days: float | None, valid_fraction: float
-) -> tuple[SessionLog, SessionLog]:
-    """Split a session log into (train, valid) without looking at any test data."""
-    from seqrec.data.preprocess import time_split
-
-    if valid_days is not None:
-        if train.times is None:
-            raise ConfigError(
-                "--valid-days needs timestamps; this data has none (use --valid-fraction)"
-            )
-        tr, va, _ = time_split(train, valid_days)
-        return tr, va
-    if not 0 < valid_fraction < 1:
-        raise ConfigError("--valid-fraction must be in (0, 1)")
-    n_valid = max(1, round(train.n_sessions * valid_fraction))
-    tr = train.select_sessions(np.arange(train.n_sessions - n_valid))
-    va = train.select_sessions(np.arange(train.n_sessions - n_valid, train.n_sessions))
-    seen = np.zeros(int(train.items.max()) + 1, dtype=bool)
-    seen[tr.items] = True
-    va = va.select_events(seen[va.items]).drop_short(2)
-    return tr, va
 
 
 def to_toml(values: dict[str, Any], header: str = "") -> str:

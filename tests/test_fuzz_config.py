@@ -247,11 +247,12 @@ def test_build_config_accepts_or_says_why(data: Any, model: str) -> None:
     assert config_to_dict(again) == config_to_dict(got) or any(
         isinstance(x, float) and math.isnan(x) for x in config_to_dict(got).values()
     )
-    # the same values through the model's constructor: the same config, or a clear
-    # error from a check across keys (e.g. fpmc's window against the default max_len)
+    # the same values through the model's constructor: the same outcome, except for the
+    # checks a neural model makes across its owners' keys (fpmc: max_len >= window)
     built = outcome(lambda: get_model_class(model)(values))
-    if isinstance(built, ConfigError):
+    if isinstance(built, ConfigError) and get_model_class(model).family is not None:
         return
+    assert not isinstance(built, ConfigError), built
     assert config_to_dict(built.config) == config_to_dict(got)
 
 

@@ -18,7 +18,7 @@ from seqrec.data.idmap import ItemIndex
 from seqrec.data.report import DataReport
 from seqrec.data.samples import Samples
 from seqrec.data.sessions import SessionLog
-from seqrec.errors import DataError
+from seqrec.errors import ConfigError, DataError
 
 DAY = 86400.0
 
@@ -163,6 +163,33 @@ def valid_split(train: SessionLog, days: float) -> tuple[SessionLog, SessionLog,
     tr, va, report = time_split(train, days)
     report.entries = [e._replace(stage="valid-split") for e in report.entries]
     return tr, va, report
+
+
+def carve_validation(
+    train: SessionLog, valid_days: float | None, valid_fraction: float
+) -> tuple[SessionLog, SessionLog]:
+    """Split a training log into (train, valid) without looking at any test data: the
+    sessions starting in the last ``valid_days`` days (needs times), else the last
+    ``valid_fraction`` of sessions; validation events with items not in the new train
+    part are dropped, then validation sessions shorter than 2. Used by ``seqrec tune``
+    and by hybrids tuning their weights."""
+    if valid_days is not None:
+        if train.times is None:
+            raise ConfigError(
+                "--valid-days (valid_days) needs timestamps; this data has none "
+                "(use --valid-fraction / valid_fraction)"
+            )
+        tr, va, _ = time_split(train, valid_days)
+        return tr, va
+    if not 0 < valid_fraction < 1:
+        raise ConfigError("--valid-fraction (valid_fraction) must be in (0, 1)")
+    n_valid = max(1, round(train.n_sessions * valid_fraction))
+    tr = train.select_sessions(np.arange(train.n_sessions - n_valid))
+    va = train.select_sessions(np.arange(train.n_sessions - n_valid, train.n_sessions))
+    seen = np.zeros(int(train.items.max()) + 1, dtype=bool)
+    seen[tr.items] = True
+    va = va.select_events(seen[va.items]).drop_short(2)
+    return tr, va
 
 
 def leave_one_out(log: SessionLog) -> tuple[SessionLog, Samples, Samples, DataReport]:

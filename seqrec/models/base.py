@@ -42,7 +42,7 @@ from seqrec.data.samples import Samples
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError, ModelFileError, one_line
 from seqrec.persist import (
-    MODEL_FILES,
+    MODEL_ENTRIES,
     MODEL_FORMAT,
     atomic_dir,
     is_model_dir,
@@ -183,6 +183,13 @@ class Recommender:
             owners.update(training_owners(cls.family))
         return owners
 
+    @classmethod
+    def with_run_defaults(cls, cfg: Mapping[str, Any], keys: Mapping[str, Any]) -> dict[str, Any]:
+        """``cfg`` plus the training ``keys`` it does not set, for a neural model (the
+        command line's process tuning, ``pipeline.PROCESS_TUNING``); any other model gets
+        ``cfg`` unchanged (a hybrid passes them on to its neural parts)."""
+        return dict(cfg) if cls.family is None else {**keys, **cfg}
+
     # ------------------------------------------------------------------ API
     def fit(
         self,
@@ -291,26 +298,37 @@ class Recommender:
         if replace not in ("model", "never"):
             raise ConfigError(f"replace must be 'model' or 'never', got {replace!r}")
         accept = is_model_dir if replace == "model" else _never
-        with atomic_dir(path, names=MODEL_FILES, accept=accept, what="model directory") as tmp:
-            write_json(
-                tmp / "config.json",
-                {
-                    "format": MODEL_FORMAT,
-                    "format_version": FORMAT_VERSIONS[-1],
-                    "model": self.name,
-                    "config": config_to_dict(self.config),
-                    "training": self.training_keys,
-                    "n_items": self.n_items_,
-                    "seqrec_version": __version__,
-                    "meta": self.meta_,
-                },
-            )
-            self.item_index_.save(tmp / "items.json")
-            tensors = dict(self._weights())
-            if self.item_support_ is not None:
-                tensors[SUPPORT_KEY] = self.item_support_
-            save_tensors(tmp / "weights.safetensors", tensors)
+        with atomic_dir(path, names=MODEL_ENTRIES, accept=accept, what="model directory") as tmp:
+            self._write(tmp)
         return Path(path)
+
+    def _write(self, directory: Path) -> None:
+        """Write the model's files into ``directory`` (the temporary directory of
+        :meth:`save`; a hybrid writes its parts into sub-directories of it)."""
+        assert self.item_index_ is not None
+        write_json(
+            directory / "config.json",
+            {
+                "format": MODEL_FORMAT,
+                "format_version": FORMAT_VERSIONS[-1],
+                "model": self.name,
+                "config": config_to_dict(self.config),
+                "training": self.training_keys,
+                "n_items": self.n_items_,
+                "seqrec_version": __version__,
+                "meta": self.meta_,
+                **self._extra_info(),
+            },
+        )
+        self.item_index_.save(directory / "items.json")
+        tensors = dict(self._weights())
+        if self.item_support_ is not None:
+            tensors[SUPPORT_KEY] = self.item_support_
+        save_tensors(directory / "weights.safetensors", tensors)
+
+    def _extra_info(self) -> dict[str, Any]:
+        """Fields a subclass adds to ``config.json`` (a hybrid: its parts and weights)."""
+        return {}
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> Recommender:

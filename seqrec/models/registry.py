@@ -9,6 +9,7 @@ from seqrec.errors import ConfigError, ModelFileError
 from seqrec.models.base import Recommender, read_model_info
 from seqrec.models.fpmc import FPMC
 from seqrec.models.gru4rec import GRU4Rec
+from seqrec.models.hybrid import GRU4RecVSKNN, Hybrid
 from seqrec.models.itemknn import ItemKNN
 from seqrec.models.pop import Pop, SessionPop
 from seqrec.models.rules import AR, SR, Markov
@@ -28,6 +29,8 @@ MODELS: dict[str, type[Recommender]] = {
     VSKNN.name: VSKNN,
     VMISKNN.name: VMISKNN,
     STAN.name: STAN,
+    Hybrid.name: Hybrid,
+    GRU4RecVSKNN.name: GRU4RecVSKNN,
 }
 
 

@@ -38,6 +38,7 @@ from seqrec.models.base import (
     StateReadout,
     is_recurrent,
 )
+from seqrec.persist import model_dir_files
 from seqrec.serving.ann import InnerProductIndex, faiss_available
 from seqrec.serving.options import RuntimeOptions
 from seqrec.serving.state import SessionState, StateFormatError
@@ -141,12 +142,14 @@ def _read_model(path: Path, device: str) -> tuple[Recommender, bytes]:
     """Load the model directory (retried if it is replaced meanwhile): (model, digest)."""
     from seqrec.models import load_model  # lazily: importing serving loads no model
 
-    files = [path / n for n in ("config.json", "items.json", "weights.safetensors")]
     for _ in range(3):
         try:
+            files = model_dir_files(path)  # a hybrid's parts included
+            if not files:
+                raise FileNotFoundError(f"no files in {path}")
             before = _file_digest(files)
             model = load_model(path, device=device)
-            after = _file_digest(files)
+            after = _file_digest(model_dir_files(path))
         except FileNotFoundError as exc:
             raise ModelFileError(f"{path}: incomplete model directory ({exc})") from None
         if before == after:

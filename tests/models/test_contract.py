@@ -98,11 +98,15 @@ def test_recommend_exclude_allow_deny(fitted):
 
 def test_save_load_identical_scores(fitted, tmp_path):
     path = fitted.save(tmp_path / "m")
+    parts = [f"part-{i}" for i in range(len(getattr(fitted, "parts_", [])))]  # a hybrid's
     assert sorted(p.name for p in path.iterdir()) == [
         "config.json",
         "items.json",
+        *parts,
         "weights.safetensors",
     ]
+    for part in parts:
+        assert (path / part / "config.json").is_file()  # each part a model directory
     loaded = load_model(path)
     assert type(loaded) is type(fitted)
     assert loaded.item_index_ == fitted.item_index_
@@ -114,8 +118,9 @@ def test_save_load_identical_scores(fitted, tmp_path):
 
 def test_no_pickle_in_model_files(fitted, tmp_path):
     path = fitted.save(tmp_path / "m")
-    for f in path.iterdir():
-        assert b"\x80\x04\x95" not in f.read_bytes()[:64]  # pickle protocol 4 header
+    for f in path.rglob("*"):  # a hybrid's parts included
+        if f.is_file():
+            assert b"\x80\x04\x95" not in f.read_bytes()[:64]  # pickle protocol 4 header
 
 
 def test_corrupt_model_files_give_clear_errors(fitted, tmp_path):

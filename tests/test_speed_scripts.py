@@ -94,3 +94,32 @@ def test_knn_index_benchmark_prints_the_figures(tmp_path):
     (row,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert row["model"] == "vmis-knn" and row["config"] == {"m": 50}
     assert row["index_mib"] > 0 and row["build_s"] > 0 and row["peak_mib"] > 0
+
+
+def test_accuracy_saves_models_and_hybrid_combines_them_into_the_table(tmp_path):
+    """accuracy.py --save-dir, then hybrid.py on the saved parts, then --table: the
+    hybrid's row sits beside its parts' rows (the excerpt; behaviour, not figures)."""
+    env = {**os.environ, "PYTHONPATH": str(BENCH.parent)}
+    res, runs = tmp_path / "acc.jsonl", tmp_path / "runs"
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [sys.executable, *args], capture_output=True, text=True, check=False, env=env
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    run(str(BENCH / "accuracy.py"), "sknn:excerpt", "sr:excerpt", "--out", str(res),
+        "--save-dir", str(runs))  # fmt: skip
+    assert (runs / "excerpt-sknn" / "config.json").exists()
+    run(str(BENCH / "hybrid.py"), "excerpt", "--parts", str(runs / "excerpt-sknn"),
+        str(runs / "excerpt-sr"), "--out", str(runs / "hyb"), "--name", "sknn+sr",
+        "--results", str(res))  # fmt: skip
+    rows = [json.loads(line) for line in res.read_text().splitlines()]
+    assert [r["model"] for r in rows] == ["sknn", "sr", "sknn+sr"]
+    hyb = rows[-1]
+    parts_s = rows[0]["train_seconds"] + rows[1]["train_seconds"]
+    assert hyb["parts_train_seconds"] == round(parts_s, 1)
+    assert len(hyb["config"]["hybrid"]["weights"]) == 2 and 0 <= hyb["recall@20"] <= 1
+    table = run(str(BENCH / "accuracy.py"), "--table", str(res)).stdout
+    assert "**excerpt**" in table and "| sknn+sr |" in table and "| sr |" in table

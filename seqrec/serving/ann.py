@@ -13,7 +13,9 @@ catalogue has at least :data:`ANN_MIN_ITEMS` items and ``faiss`` is installed
 
 from __future__ import annotations
 
+import logging
 import math
+from typing import Any
 
 import numpy as np
 
@@ -25,9 +27,22 @@ from seqrec.errors import ConfigError
 ANN_MIN_ITEMS = 15_000
 
 
+def _import_faiss() -> Any:
+    """``import faiss`` without its loader's INFO lines about the SIMD builds it could
+    not load (one per missing build, on every server start)."""
+    loader = logging.getLogger("faiss.loader")
+    level = loader.level
+    loader.setLevel(max(level, logging.WARNING))
+    try:
+        import faiss
+    finally:
+        loader.setLevel(level)
+    return faiss
+
+
 def faiss_available() -> bool:
     try:
-        import faiss  # noqa: F401
+        _import_faiss()
     except ImportError:
         return False
     return True
@@ -53,7 +68,7 @@ class InnerProductIndex:
         threads: int | None = None,
     ) -> None:
         try:
-            import faiss
+            faiss = _import_faiss()
         except ImportError:
             raise ConfigError(
                 "approximate top-K needs faiss: pip install faiss-cpu (or use exact scoring)"

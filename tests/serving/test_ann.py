@@ -53,3 +53,21 @@ def test_auto_keeps_small_catalogues_exact(model_dirs):
     assert rt.model.ann is None and rt.model_info()["top_k"] == "exact"
     rt = Runtime(model_dirs["gru4rec"], options=RuntimeOptions(ann_min_items=5))
     assert rt.model.ann is not None
+
+
+def test_importing_faiss_prints_no_loader_lines():
+    """faiss' loader logs one INFO line per SIMD build it cannot load; a server start
+    must not show them (the logger's level is restored afterwards). Fresh interpreter:
+    faiss logs only on its first import."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("faiss")
+    code = (
+        "import logging; logging.basicConfig(level=logging.INFO)\n"
+        "from seqrec.serving.ann import _import_faiss; _import_faiss()\n"
+        "assert logging.getLogger('faiss.loader').level == logging.NOTSET\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "faiss" not in proc.stderr, proc.stderr

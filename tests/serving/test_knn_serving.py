@@ -13,8 +13,9 @@ import pytest
 
 from seqrec.models import load_model
 from seqrec.models.itemknn import ItemKNN
-from seqrec.models.rules import SR
+from seqrec.models.rules import AR, SR, Markov
 from seqrec.models.sknn import SKNN, VMISKNN, VSKNN
+from seqrec.models.stan import STAN
 from seqrec.serving.runtime import Runtime
 
 from .conftest import SESSIONS, _fit
@@ -24,6 +25,9 @@ MODELS = {
     "v-sknn": (VSKNN, {"k": 5, "sample_size": 20, "idf_weighting": True}),
     "vmis-knn": (VMISKNN, {"k": 5, "sample_size": 20, "m": 4, "match_weighting": "harmonic"}),
     "sr": (SR, {"steps": 3}),
+    "ar": (AR, {}),
+    "markov": (Markov, {}),
+    "stan": (STAN, {"k": 5, "sample_size": 20, "lambda_1": 1.0, "lambda_3": 1.0}),
     "itemknn": (ItemKNN, {"k": 5, "lambda_": 1.0}),
 }
 CLICKS = ["a", "c", "e", "c", "h"]

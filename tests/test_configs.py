@@ -28,7 +28,7 @@ def test_shipped_config_is_valid(path):
             assert got in (value, tuple(value) if isinstance(value, list) else value), key
 
 
-NEIGHBOURHOOD = ["markov", "sr", "ar", "itemknn", "sknn", "v-sknn", "vmis-knn"]
+NEIGHBOURHOOD = ["markov", "sr", "ar", "itemknn", "sknn", "v-sknn", "vmis-knn", "stan"]
 
 
 @pytest.mark.parametrize("name", NEIGHBOURHOOD)

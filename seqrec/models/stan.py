@@ -42,9 +42,10 @@ the log (0, 1, 2, ...), and ``lambda_2`` is counted in sessions instead of secon
 The switches ``item_recency``, ``session_recency`` and ``neighbour_position`` turn a
 factor off (its weights become 1: the paper's ablation).
 
-A history with no known item (empty, or only unknown items) is the training popularity
-scaled into [0, 1) (``count / (max count + 1)``); one with known items but no neighbour
-scores 0 everywhere (as in ``sknn``).
+No evidence -> popularity (docs/DESIGN.md, the policy of every rule and kNN model): a
+history with no known item (empty, or only unknown items) or with known items but no
+neighbour scores the training popularity scaled into [0, 1) (``count / (max count + 1)``,
+``seqrec.data.pairs.popularity_fallback``).
 
 Index (``seqrec.data.session_index``): sessions renumbered by recency, ``session ->
 (distinct item, its last position)`` and ``item -> (the sample_size most recent
@@ -61,6 +62,7 @@ import numpy as np
 import torch
 
 from seqrec.data.idmap import ItemIndex
+from seqrec.data.pairs import popularity_fallback
 from seqrec.data.samples import Samples
 from seqrec.data.session_index import build_index, gather
 from seqrec.data.sessions import SessionLog
@@ -192,11 +194,7 @@ class STAN(Recommender):
             weight = weight * np.exp(-np.abs(ipos - pr[which]) / self.config.lambda_3)
         flat = np.bincount(r[which] * n + items, weights=weight, minlength=b * n)
         out = flat.astype(np.float64, copy=False).reshape(b, n)
-        empty = [i for i, h in enumerate(histories) if not np.any(np.asarray(h) >= 0)]
-        if empty:  # no known item: popularity fallback
-            pop = self.item_support_.numpy().astype(np.float64)
-            out[empty] = pop / (pop.max() + 1.0)
-        return torch.from_numpy(out.astype(np.float32))
+        return torch.from_numpy(popularity_fallback(out, self.item_support_).astype(np.float32))
 
     # --------------------------------------------------------- persistence
     def _weights(self) -> dict[str, torch.Tensor]:

@@ -163,8 +163,8 @@ def test_batch_equals_single_and_unknown_and_empty_histories():
     # no known item: popularity / (max + 1); event counts 0,2,4,2,3,2,1,1
     pop = [c / 5 for c in [0, 2, 4, 2, 3, 2, 1, 1]]
     assert batch[1].tolist() == pytest.approx(pop) and batch[3].tolist() == pytest.approx(pop)
-    # a known item no session contains: no neighbour, zeros
-    assert batch[4].tolist() == [0.0] * 8
+    # a known item no session contains: no neighbour, popularity too (one policy)
+    assert batch[4].tolist() == pytest.approx(pop)
 
 
 def test_save_load_is_exact(tmp_path):

@@ -25,6 +25,8 @@ With ``sequences=True`` (STAN) it adds what the order of the events tells:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from seqrec.data.sessions import SessionLog
@@ -103,3 +105,20 @@ def build_index(
         else:
             index["sess_time"] = train.times[train.offsets[1:][order] - 1].astype(np.float64)
     return index
+
+
+def index_tensors(index: dict[str, np.ndarray], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The arrays ``keys`` of an index as tensors (what a kNN model saves; torch is
+    imported here only, the data layer otherwise stays numpy)."""
+    import torch
+
+    return {key: torch.from_numpy(np.ascontiguousarray(index[key])) for key in keys}
+
+
+def index_arrays(weights: dict[str, Any], keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` back from saved tensors; ValueError naming any that is missing
+    (the model then checks their shapes against each other)."""
+    missing = [k for k in keys if k not in weights]
+    if missing:
+        raise ValueError(f"missing index arrays: {', '.join(missing)}")
+    return {k: weights[k].numpy() for k in keys}

@@ -83,7 +83,7 @@ import torch
 from seqrec.data.idmap import ItemIndex
 from seqrec.data.pairs import index_meta, popularity_fallback
 from seqrec.data.samples import Samples
-from seqrec.data.session_index import build_index
+from seqrec.data.session_index import build_index, index_arrays, index_tensors
 from seqrec.data.session_index import gather as _gather
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError
@@ -308,14 +308,10 @@ class _SessionKNN(Recommender):
 
     # --------------------------------------------------------- persistence
     def _weights(self) -> dict[str, torch.Tensor]:
-        ix = self.index_
-        return {key: torch.from_numpy(np.ascontiguousarray(ix[key])) for key in _INDEX_KEYS}
+        return index_tensors(self.index_, _INDEX_KEYS)
 
     def _set_weights(self, weights: dict[str, torch.Tensor]) -> None:
-        missing = [k for k in _INDEX_KEYS if k not in weights]
-        if missing:
-            raise ValueError(f"missing index arrays: {', '.join(missing)}")
-        index = {k: weights[k].numpy() for k in _INDEX_KEYS}
+        index = index_arrays(weights, _INDEX_KEYS)
         n = self.n_items_
         if index["item_offsets"].shape != (n + 1,) or index["idf"].shape != (n,):
             raise ValueError(f"index arrays do not match a catalogue of {n} items")

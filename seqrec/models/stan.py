@@ -64,7 +64,7 @@ import torch
 from seqrec.data.idmap import ItemIndex
 from seqrec.data.pairs import popularity_fallback
 from seqrec.data.samples import Samples
-from seqrec.data.session_index import build_index, gather
+from seqrec.data.session_index import build_index, gather, index_arrays, index_tensors
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError
 from seqrec.models.base import Histories, Recommender
@@ -198,14 +198,10 @@ class STAN(Recommender):
 
     # --------------------------------------------------------- persistence
     def _weights(self) -> dict[str, torch.Tensor]:
-        ix = self.index_
-        return {key: torch.from_numpy(np.ascontiguousarray(ix[key])) for key in _INDEX_KEYS}
+        return index_tensors(self.index_, _INDEX_KEYS)
 
     def _set_weights(self, weights: dict[str, torch.Tensor]) -> None:
-        missing = [k for k in _INDEX_KEYS if k not in weights]
-        if missing:
-            raise ValueError(f"missing index arrays: {', '.join(missing)}")
-        ix = {k: weights[k].numpy() for k in _INDEX_KEYS}
+        ix = index_arrays(weights, _INDEX_KEYS)
         if any(a.ndim != 1 for a in ix.values()):
             raise ValueError("index arrays must be 1-D")
         if ix["item_offsets"].shape != (self.n_items_ + 1,):

@@ -13,6 +13,7 @@ from seqrec.models.hybrid import GRU4RecVSKNN, Hybrid
 from seqrec.models.itemknn import ItemKNN
 from seqrec.models.pop import Pop, SessionPop
 from seqrec.models.rules import AR, SR, Markov
+from seqrec.models.sasrec import SASRec
 from seqrec.models.sknn import SKNN, VMISKNN, VSKNN
 from seqrec.models.stan import STAN
 
@@ -21,6 +22,7 @@ MODELS: dict[str, type[Recommender]] = {
     SessionPop.name: SessionPop,
     GRU4Rec.name: GRU4Rec,
     FPMC.name: FPMC,
+    SASRec.name: SASRec,
     Markov.name: Markov,
     SR.name: SR,
     AR.name: AR,

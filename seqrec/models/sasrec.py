@@ -1,0 +1,196 @@
+"""SASRec (Kang & McAuley, ICDM 2018): the model.
+
+Self-attentive sequential recommendation: the last ``max_len`` items of a history are
+embedded (item embedding scaled by ``sqrt(d)`` plus a learned position embedding,
+dropout), passed through ``n_blocks`` blocks of causal multi-head self-attention and a
+point-wise feed-forward network, each sub-layer wrapped as in the paper,
+
+    x <- x + Dropout(sublayer(LayerNorm(x)))
+
+and a final LayerNorm. The hidden state at column ``t`` depends on the items up to
+``t`` only (causal mask); keys at PAD positions are never attended (a PAD query
+attends to itself alone, so its state is finite and ignored by the task). The score
+of item ``i`` is the inner product of the state with the item's embedding: the input
+table is shared with the output layer.
+
+Positions (``positions``):
+
+* ``"absolute"``: counted from the oldest item kept in the window (0 = the first item
+  of the history, or of its last ``max_len`` items), the positions of the paper;
+* ``"recent"``: counted back from the most recent item (0 = the last item), so the last
+  few items keep their position embeddings whatever the history length. (This is also
+  what the paper's left-padded fixed-length implementation gives the last item.)
+
+Training is :mod:`seqrec.training`'s ``"sequences"`` family with the causal layout (the
+next item at every position); the loss is chosen by the loss keys: full cross-entropy
+by default ("SASRec+"), the paper's BCE with one sampled negative per position with
+``loss = "bce"``, ``negatives = "uniform"``, ``n_sample = 1``, gBCE (``loss = "gbce"``,
+``gbce_t``), or sampled softmax with logQ correction (``negatives = "popularity"``,
+``n_sample``, ``logq = 1``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from seqrec.errors import ConfigError
+from seqrec.models.base import Histories, Recommender
+from seqrec.nn.padding import embedding_ids, pad_histories
+
+POSITIONS = ("absolute", "recent")
+
+
+@dataclass(frozen=True)
+class SASRecConfig:
+    hidden: int = 64  # d: item / position embedding and block width
+    n_blocks: int = 2  # self-attention blocks
+    n_heads: int = 1  # attention heads (hidden must be divisible by n_heads)
+    dropout: float = 0.2  # embedding, attention weights, sub-layer outputs, FFN
+    positions: str = "absolute"  # "absolute" (from the oldest item) | "recent" (back from the last)
+    init_std: float = 0.02  # item and position embeddings ~ N(0, init_std^2)
+
+    def validate(self) -> None:
+        if self.hidden < 1 or self.n_blocks < 0 or self.n_heads < 1:
+            raise ConfigError("sasrec: hidden and n_heads must be >= 1, n_blocks >= 0")
+        if self.hidden % self.n_heads:
+            raise ConfigError(
+                f"sasrec: hidden ({self.hidden}) must be divisible by n_heads ({self.n_heads})"
+            )
+        if not 0.0 <= self.dropout < 1.0 or self.init_std <= 0:
+            raise ConfigError("sasrec: dropout must be in [0, 1), init_std > 0")
+        if self.positions not in POSITIONS:
+            raise ConfigError(
+                f"sasrec: positions must be one of {', '.join(POSITIONS)}, got {self.positions!r}"
+            )
+
+
+class Block(nn.Module):
+    """Causal multi-head self-attention, then the point-wise FFN; pre-LN residuals."""
+
+    def __init__(self, d: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads, self.p = n_heads, dropout
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.ff1, self.ff2 = nn.Linear(d, d), nn.Linear(d, d)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """x (B, T, d); allowed (B, 1, T, T) bool: query t may attend key s."""
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=allowed, dropout_p=self.p if self.training else 0.0
+        )  # (B, heads, T, d / heads)
+        x = x + self.drop(self.out(a.transpose(1, 2).reshape(b, t, d)))
+        return x + self.drop(self.ff2(self.drop(F.relu(self.ff1(self.ln2(x))))))
+
+
+class SASRecNet(nn.Module):
+    """item_emb: (n_items + 2, d) (+ PAD, MASK rows), shared with the output layer;
+    pos_emb: (max_len, d)."""
+
+    def __init__(self, n_items: int, max_len: int, cfg: SASRecConfig, seed: int) -> None:
+        super().__init__()
+        self.n_items, self.max_len, self.recent = n_items, max_len, cfg.positions == "recent"
+        d = cfg.hidden
+        with torch.random.fork_rng(devices=[]):  # weights from `seed`, global RNG untouched
+            torch.manual_seed(seed)
+            self.item_emb = nn.Parameter(torch.randn(n_items + 2, d) * cfg.init_std)
+            self.pos_emb = nn.Parameter(torch.randn(max_len, d) * cfg.init_std)
+            self.blocks = nn.ModuleList(
+                Block(d, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_blocks)
+            )
+        self.ln = nn.LayerNorm(d)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.scale = math.sqrt(d)
+
+    def positions(self, valid: torch.Tensor) -> torch.Tensor:
+        """(B, T) position index of every column (PAD columns: clamped, masked anyway)."""
+        t = valid.shape[1]
+        col = torch.arange(t, device=valid.device).expand_as(valid)
+        if self.recent:
+            return (t - 1 - col).clamp(max=self.max_len - 1)
+        first = t - valid.sum(1, keepdim=True)  # right-aligned: the oldest item's column
+        return (col - first).clamp(0, self.max_len - 1)
+
+    def forward(self, seqs: torch.Tensor) -> torch.Tensor:
+        """(B, T) right-aligned padded histories (T <= max_len) -> (B, T, d)."""
+        if seqs.shape[1] > self.max_len:
+            seqs = seqs[:, -self.max_len :]  # keep the most recent items
+        valid = seqs >= 0  # (B, T)
+        t = seqs.shape[1]
+        x = self.item_emb[embedding_ids(seqs, self.n_items)] * self.scale
+        x = self.drop(x + self.pos_emb[self.positions(valid)]) * valid.unsqueeze(-1)
+        causal = torch.ones(t, t, dtype=torch.bool, device=seqs.device).tril()
+        eye = torch.eye(t, dtype=torch.bool, device=seqs.device)
+        allowed = ((causal & valid.unsqueeze(1)) | eye).unsqueeze(1)  # (B, 1, T, T)
+        for block in self.blocks:
+            x = block(x, allowed) * valid.unsqueeze(-1)
+        return self.ln(x)
+
+    def item_scores(self, hidden: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, d) -> (N, n_items) | (N, C) for items (C,) | (N, K) for items (N, K)."""
+        if items is None:
+            return hidden @ self.item_emb[: self.n_items].t()
+        w = self.item_emb[items]  # (C, d) | (N, K, d)
+        return hidden @ w.t() if items.dim() == 1 else torch.einsum("nd,ncd->nc", hidden, w)
+
+
+class SASRec(Recommender):
+    """SASRec: causal self-attention over the last ``max_len`` items of a history."""
+
+    name = "sasrec"
+    Config = SASRecConfig
+    family = "sequences"
+    training_defaults: ClassVar[dict[str, Any]] = {
+        "layout": "causal",  # the next item at every position
+        "max_len": 50,  # the window: the most recent items kept (also at inference)
+        "loss": "cross-entropy",  # full softmax; the paper: bce + uniform + n_sample 1
+        "negatives": "full",
+        "optimizer": "adam",
+        "learning_rate": 0.001,
+        "batch_size": 128,
+        "shuffle": True,
+        "n_epochs": 20,
+    }
+    small_config: ClassVar[dict[str, Any]] = {
+        "hidden": 8,
+        "n_blocks": 1,
+        "max_len": 8,
+        "n_epochs": 2,
+        "batch_size": 16,
+    }
+
+    @property
+    def max_len(self) -> int:
+        return int(self.training_keys["max_len"])
+
+    def build_net(self, n_items: int, device: torch.device, seed: int) -> None:
+        self.device_ = device
+        self.net_ = SASRecNet(n_items, self.max_len, self.config, seed).to(device)
+
+    @torch.no_grad()
+    def query(self, histories: Histories) -> torch.Tensor:
+        """(B, d): the state at each history's most recent item."""
+        self._check_fitted()
+        seqs = torch.from_numpy(pad_histories(histories, self.max_len)).to(self.device_)
+        return self.net_(seqs)[:, -1]
+
+    @torch.no_grad()
+    def score(self, histories: Histories) -> torch.Tensor:
+        return self.net_.item_scores(self.query(histories))  # (B, n_items)
+
+    def _weights(self) -> dict[str, torch.Tensor]:
+        return dict(self.net_.state_dict())
+
+    def _set_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        self.build_net(self.n_items_, self.device_, seed=0)
+        self.net_.load_state_dict({k: v.to(self.device_) for k, v in weights.items()})
+        self.net_.eval()

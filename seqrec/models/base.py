@@ -279,10 +279,23 @@ class Recommender:
 
     # ---------------------------------------------------------- persistence
     def _weights(self) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """The tensors a model file holds; a neural model's are its network's state."""
+        if self.family is None:
+            raise NotImplementedError
+        return dict(self.net_.state_dict())
 
     def _set_weights(self, weights: dict[str, torch.Tensor]) -> None:
-        raise NotImplementedError
+        """Restore :meth:`_weights`; a neural model rebuilds its network and loads the
+        state, a mismatch being a one-line ModelFileError."""
+        if self.family is None:
+            raise NotImplementedError
+        self.build_net(self.n_items_, self.device_, seed=0)
+        try:
+            self.net_.load_state_dict({k: v.to(self.device_) for k, v in weights.items()})
+        except RuntimeError as exc:
+            msg = f"weights do not match the {self.name} config: {one_line(exc)}"
+            raise ModelFileError(msg) from None
+        self.net_.eval()
 
     def save(self, path: str | Path, *, replace: Literal["model", "never"] = "model") -> Path:
         """Write the model directory atomically (temp dir + rename).

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from seqrec.errors import ConfigError, ModelFileError, one_line
+from seqrec.errors import ConfigError
 from seqrec.models.base import Histories, Recommender
 
 GATES = {"gru": 3, "lstm": 4, "rnn": 1}
@@ -284,16 +284,3 @@ class GRU4Rec(Recommender):
     def score(self, histories: Histories) -> torch.Tensor:
         _, out = self.encode_histories(histories)
         return self._scores(out)
-
-    # -- persistence ----------------------------------------------------------
-    def _weights(self) -> dict[str, torch.Tensor]:
-        return dict(self.net_.state_dict())
-
-    def _set_weights(self, weights: dict[str, torch.Tensor]) -> None:
-        self.build_net(self.n_items_, self.device_, seed=0)
-        try:
-            self.net_.load_state_dict({k: v.to(self.device_) for k, v in weights.items()})
-        except RuntimeError as exc:
-            msg = f"weights do not match the gru4rec config: {one_line(exc)}"
-            raise ModelFileError(msg) from None
-        self.net_.eval()

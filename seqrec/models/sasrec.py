@@ -187,10 +187,3 @@ class SASRec(Recommender):
     def score(self, histories: Histories) -> torch.Tensor:
         return self.net_.item_scores(self.query(histories))  # (B, n_items)
 
-    def _weights(self) -> dict[str, torch.Tensor]:
-        return dict(self.net_.state_dict())
-
-    def _set_weights(self, weights: dict[str, torch.Tensor]) -> None:
-        self.build_net(self.n_items_, self.device_, seed=0)
-        self.net_.load_state_dict({k: v.to(self.device_) for k, v in weights.items()})
-        self.net_.eval()

@@ -148,6 +148,11 @@ class ItemMatrix:
         """(nnz,) row of every stored entry."""
         return np.repeat(np.arange(self.n, dtype=np.int64), np.diff(self.indptr))
 
+    def last_item_scores(self, histories: Sequence[Any], support: Any) -> np.ndarray:
+        """(B, n) float32 scores of the rule and item-kNN models: the row of each
+        history's last item, :func:`popularity_fallback` where that row is all zeros."""
+        return popularity_fallback(self.dense_rows(last_items(histories, self.n)), support)
+
     def dense_rows(self, rows: np.ndarray) -> np.ndarray:
         """Dense float32 ``(len(rows), n)`` copy of the given rows; a row -1 is zeros."""
         out = np.zeros((len(rows), self.n), dtype=np.float32)

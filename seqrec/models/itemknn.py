@@ -33,8 +33,6 @@ from seqrec.data.idmap import ItemIndex
 from seqrec.data.pairs import (
     ItemMatrix,
     index_meta,
-    last_items,
-    popularity_fallback,
     position_pairs,
     session_of_events,
     top_k_per_row,
@@ -91,9 +89,7 @@ class ItemKNN(Recommender):
 
     def score(self, histories: Histories) -> torch.Tensor:
         self._check_fitted()
-        rows = last_items(histories, self.n_items_)
-        out = self.matrix_.dense_rows(rows)  # (B, n_items)
-        return torch.from_numpy(popularity_fallback(out, self.item_support_))
+        return torch.from_numpy(self.matrix_.last_item_scores(histories, self.item_support_))
 
     def _weights(self) -> dict[str, torch.Tensor]:
         return {k: torch.from_numpy(v) for k, v in self.matrix_.arrays().items()}

@@ -45,6 +45,8 @@ from seqrec.errors import SeqrecError
 from seqrec.models.base import is_recurrent
 
 PROTOCOLS = ("next-item", "samples", "last-item")
+# what the validation after every training epoch reports (and early stopping can watch)
+VALID_METRICS = ("recall@20", "mrr@20", "recall@10", "ndcg@10")
 TIE_POLICIES = ("optimistic", "conservative", "average")
 UNKNOWN_POLICIES = ("drop", "miss")
 
@@ -393,8 +395,8 @@ def evaluate(
         batch_size = max(1, min(2048, SCORE_BUDGET // n_items))
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise SeqrecError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if exclude_history is None:
-        exclude_history = protocol == "last-item"
+    if exclude_history is None:  # leave-one-out samples carry the last-item default
+        exclude_history = protocol == "last-item" or bool(getattr(data, "exclude_history", False))
     pop = None
     if item_popularity is not None:
         pop = _ranks(item_popularity)
@@ -494,13 +496,13 @@ def _bar(progress: bool, total: int, protocol: str) -> Any:
 def validator(
     model: Any, valid: SessionLog | Samples, *, batch_size: int = 512
 ) -> Callable[[], dict[str, float]]:
-    """The validation callable of a training run: ``recall@20`` and ``mrr@20`` of
-    ``model`` on ``valid`` (next-item over every position of sessions; the labels of
-    leave-one-out samples), evaluated whenever it is called."""
+    """The validation callable of a training run: the :data:`VALID_METRICS` of ``model``
+    on ``valid`` (next-item over every position of sessions; the labels of leave-one-out
+    samples, their histories excluded), evaluated whenever it is called."""
     protocol = "samples" if isinstance(valid, Samples) else "next-item"
 
     def validate() -> dict[str, float]:
-        res = evaluate(model, valid, protocol=protocol, ks=(20,), batch_size=batch_size)
-        return {"recall@20": float(res["recall@20"]), "mrr@20": float(res["mrr@20"])}
+        res = evaluate(model, valid, protocol=protocol, ks=(10, 20), batch_size=batch_size)
+        return {m: float(res[m]) for m in VALID_METRICS}
 
     return validate

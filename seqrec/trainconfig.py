@@ -30,6 +30,9 @@ __all__ = [
 ]
 
 
+MONITORS = ("recall@20", "mrr@20", "recall@10", "ndcg@10")  # = evaluation.VALID_METRICS
+
+
 def _bad(msg: str) -> None:
     raise ConfigError(msg)
 
@@ -42,7 +45,9 @@ class TrainConfig:
     optimizer: Literal["adagrad", "adam"] = "adagrad"  # row-sparse on the item tables
     learning_rate: float = 0.05
     momentum: float = 0.0  # Adagrad momentum
-    patience: int = 0  # early stopping on valid recall@20 (0 = off)
+    patience: int = 0  # early stopping on the valid `monitor` metric (0 = off)
+    # validation metric early stopping maximises: recall@20 | mrr@20 | recall@10 | ndcg@10
+    monitor: str = "recall@20"
     eval_batch_size: int = 512  # batch of the validation after every epoch
     seed: int = 42  # initial weights, dropout noise, negatives, shuffling
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
@@ -71,6 +76,8 @@ class TrainConfig:
             _bad("batch_size and eval_batch_size must be >= 1")
         if self.patience < 0:
             _bad("patience must be >= 0")
+        if self.monitor not in MONITORS:
+            _bad(f"monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
         if isinstance(self.threads, int) and self.threads < 0:
             _bad('threads must be >= 0 or "auto" (0 = leave torch\'s setting)')
         if self.matmul_precision == "bfloat16" and not self.fast_step:
@@ -158,6 +165,7 @@ class SequenceConfig:
     layout: Literal["causal", "masked", "last"] = "causal"  # where the targets are
     max_len: int = 50  # window: the most recent items of a session kept
     mask_prob: float = 0.2  # masked layout: probability of masking an item
+    sort_pool: int = 0  # > 0: batches of similar-length histories (pools of this many batches)
     negatives: Literal["full", "uniform", "popularity", "in-batch"] = "full"
     exclude_history: bool = False  # uniform negatives: never an item of the session
     weight_decay: float = 0.0  # of the torch.optim optimiser
@@ -167,6 +175,8 @@ class SequenceConfig:
             _bad("max_len must be >= 1")
         if not 0.0 < self.mask_prob <= 1.0:
             _bad("mask_prob must be in (0, 1]")
+        if self.sort_pool < 0:
+            _bad("sort_pool must be >= 0")
         if self.weight_decay < 0:
             _bad("weight_decay must be >= 0")
 

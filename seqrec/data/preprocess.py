@@ -217,11 +217,13 @@ def leave_one_out(log: SessionLog) -> tuple[SessionLog, Samples, Samples, DataRe
     drop_last = np.ones(sub.n_events, dtype=bool)
     drop_last[last] = False
     test_prefix = sub.select_events(drop_last)  # history[:-1]
-    test = Samples(test_prefix, sub.items[last])
+    test = Samples(test_prefix, sub.items[last], exclude_history=True)
     last2 = test_prefix.offsets[1:] - 1
     drop_last2 = np.ones(test_prefix.n_events, dtype=bool)
     drop_last2[last2] = False
-    valid = Samples(test_prefix.select_events(drop_last2), test_prefix.items[last2])
+    valid = Samples(
+        test_prefix.select_events(drop_last2), test_prefix.items[last2], exclude_history=True
+    )
     report.add("split", "valid samples", len(valid))
     report.add("split", "test samples", len(test))
     return train, valid, test, report

@@ -20,6 +20,9 @@ from seqrec.data.sessions import SessionLog
 class Samples:
     prefixes: SessionLog  # one prefix per query, oldest item first
     labels: np.ndarray  # (n_queries,) int32 dense ids, -1 = unknown
+    # leave-one-out queries (a user's history -> its next item): the history's items are
+    # never recommended, so evaluation excludes them by default (as protocol last-item)
+    exclude_history: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", np.ascontiguousarray(self.labels, dtype=np.int32))

@@ -89,13 +89,20 @@ CHECKPOINT = "checkpoint"
 CHECKPOINT_FILES = frozenset({"state.safetensors", "info.json"})
 # config keys a resumed run may change: they do not shape the saved training state
 RESUMABLE_KEYS = frozenset(
-    {"n_epochs", "device", "threads", "malloc_tuning", "eval_batch_size", "patience", "fast_step"}
+    {
+        "n_epochs",
+        "device",
+        "threads",
+        "malloc_tuning",
+        "eval_batch_size",
+        "patience",
+        "monitor",
+        "fast_step",
+    }
 )
 
 
-def checkpoint_fingerprint(
-    config: dict[str, Any], train: Any, n_items: int
-) -> dict[str, Any]:
+def checkpoint_fingerprint(config: dict[str, Any], train: Any, n_items: int) -> dict[str, Any]:
     """What a checkpoint must match to be resumed: the config (less RESUMABLE_KEYS) and
     the training data's shape and content (sessions, events, items, a CRC of the log)."""
     crc = zlib.crc32(np.ascontiguousarray(train.offsets).tobytes())

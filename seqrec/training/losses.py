@@ -263,26 +263,32 @@ def pos_neg_scores(pos: Tensor, neg: Tensor) -> tuple[Tensor, Tensor]:
     return scores, torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device)
 
 
+def _check_rows(scores: Tensor, target: Tensor, mask: Tensor | None) -> None:
+    """Shapes and dtypes of a target loss's arguments (ValueError otherwise)."""
+    if scores.dim() != 2:
+        raise ValueError(f"scores must have shape (N, C), got {tuple(scores.shape)}")
+    n, c = scores.shape
+    if target.shape != (n,) or target.dtype not in (torch.int64, torch.int32):
+        raise ValueError(
+            f"target must be an integer tensor of shape ({n},), "
+            f"got {target.dtype} {tuple(target.shape)}"
+        )
+    if mask is not None and (mask.shape != scores.shape or mask.dtype != torch.bool):
+        raise ValueError(
+            f"mask must be a bool tensor of shape {tuple(scores.shape)}, "
+            f"got {mask.dtype} {tuple(mask.shape)}"
+        )
+    if n and int(target.max()) >= c:
+        raise ValueError(f"target columns must be < C = {c}")
+
+
 class _Rows:
     """What every target loss needs: kept rows, the positive's column and score, the
     excluded (non-negative) entries and the rows that have a negative."""
 
     def __init__(self, scores: Tensor, target: Tensor, mask: Tensor | None) -> None:
-        if scores.dim() != 2:
-            raise ValueError(f"scores must have shape (N, C), got {tuple(scores.shape)}")
-        n, c = scores.shape
-        if target.shape != (n,) or target.dtype not in (torch.int64, torch.int32):
-            raise ValueError(
-                f"target must be an integer tensor of shape ({n},), "
-                f"got {target.dtype} {tuple(target.shape)}"
-            )
-        if mask is not None and (mask.shape != scores.shape or mask.dtype != torch.bool):
-            raise ValueError(
-                f"mask must be a bool tensor of shape {tuple(scores.shape)}, "
-                f"got {mask.dtype} {tuple(mask.shape)}"
-            )
-        if n and int(target.max()) >= c:
-            raise ValueError(f"target columns must be < C = {c}")
+        _check_rows(scores, target, mask)
+        c = scores.shape[1]
         self.keep = target >= 0  # (N,)
         col = target.clamp(min=0).long()  # (N,)
         is_pos = torch.arange(c, device=scores.device)[None, :] == col[:, None]  # (N, C)
@@ -327,7 +333,7 @@ def softmax_cross_entropy(
     and ``logq != 0`` it is the sampled softmax with logQ correction
     (:func:`sampled_softmax`).
     """
-    rows = _Rows(scores, target, mask)
+    _check_rows(scores, target, mask)
     logits = scores  # (N, C)
     if log_q is not None and logq != 0.0:
         if log_q.shape not in ((scores.shape[1],), tuple(scores.shape)):
@@ -337,10 +343,14 @@ def softmax_cross_entropy(
             )
         lq = log_q.to(scores.dtype)
         logits = scores - logq * (lq[None, :] if lq.dim() == 1 else lq)  # (N, C)
-    if mask is not None:
-        logits = logits.masked_fill(mask & ~rows.is_pos, -math.inf)  # (N, C)
-    pos = logits.masked_fill(~rows.is_pos, 0.0).sum(dim=1)  # (N,) the target's logit
-    return rows.mean(torch.logsumexp(logits, dim=1) - pos, needs_negative=False)
+    col = target.clamp(min=0).long()  # (N,)
+    if mask is not None:  # masked candidates leave the softmax; the target never does
+        logits = logits.masked_fill(mask.scatter(1, col[:, None], False), -math.inf)
+    # torch's fused log-softmax + NLL: one pass forward and backward over (N, C)
+    per_row = F.cross_entropy(logits, col, reduction="none")  # (N,)
+    keep = target >= 0  # (N,) rows with target -1 are ignored
+    total = torch.where(keep, per_row, torch.zeros_like(per_row)).sum()
+    return total / keep.sum().clamp(min=1).to(per_row.dtype)
 
 
 def sampled_softmax(

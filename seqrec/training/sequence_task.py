@@ -59,7 +59,7 @@ from seqrec.trainconfig import LossConfig, SamplerConfig, SequenceConfig, TrainC
 from seqrec.training.losses import get_target_loss
 from seqrec.training.optim import AdagradM, RowAdam, RowOptimizer
 from seqrec.training.sampling import PopularitySampler, in_batch_candidates, uniform_negatives
-from seqrec.training.sequences import LAYOUTS, EpochPlan, SequenceBatcher
+from seqrec.training.sequences import LAYOUTS, EpochPlan, SequenceBatcher, trim_batch
 from seqrec.training.threads import resolve_threads
 
 __all__ = ["NEGATIVES", "SequenceNet", "SequenceOptions", "SequenceTask", "sequence_task"]
@@ -97,6 +97,7 @@ class SequenceOptions:
     mask_prob: float = 0.2  # masked layout: masking probability
     batch_size: int = 128  # sessions (causal, masked) or prefixes (last) per batch
     shuffle: bool = True  # shuffle the samples every epoch
+    sort_pool: int = 0  # > 0: batches of similar-length samples (pools of this many batches)
     optimizer: Literal["adam", "adagrad"] = "adam"
     learning_rate: float = 1e-3
     momentum: float = 0.0  # adagrad: momentum of the row-sparse item-table updates
@@ -129,6 +130,8 @@ class SequenceOptions:
         get_target_loss(self.loss)  # ConfigError for unknown names
         if self.max_len < 1 or self.batch_size < 1:
             raise ConfigError("max_len and batch_size must be >= 1")
+        if self.sort_pool < 0:
+            raise ConfigError(f"sort_pool must be >= 0, got {self.sort_pool}")
         if not 0.0 < self.mask_prob <= 1.0:
             raise ConfigError(f"mask_prob must be in (0, 1], got {self.mask_prob}")
         if self.learning_rate <= 0 or self.weight_decay < 0:
@@ -183,8 +186,12 @@ class SequenceTask:
         self.device = next(net.parameters()).device
         o = options
         self.batcher = SequenceBatcher(
-            train, o.max_len, o.layout, mask_prob=o.mask_prob, seed=o.seed, shuffle=o.shuffle
-        )
+            train, o.max_len, o.layout, mask_prob=o.mask_prob, seed=o.seed, shuffle=o.shuffle,
+            sort_pool=o.sort_pool, batch_size=o.batch_size,
+        )  # fmt: skip
+        # a net that needs the full window width says so; otherwise every batch is cut
+        # to its longest window (the states of real positions are unchanged)
+        self.trim = not getattr(net, "fixed_width", False)
         self.loss_fn = get_target_loss(o.loss)
         self.opt, self.row_opt, self.row_names = _optimizers(net, o)
         self.generator = torch.Generator(device=self.device).manual_seed(o.seed)
@@ -233,6 +240,8 @@ class SequenceTask:
                 torch.set_num_threads(threads)
             try:
                 for inputs, targets in self.batcher.batches(epoch, self.o.batch_size, plan):
+                    if self.trim:
+                        inputs, targets = trim_batch(inputs, targets)
                     yield (
                         torch.from_numpy(inputs).to(self.device),
                         torch.from_numpy(targets).to(self.device),

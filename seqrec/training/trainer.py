@@ -121,6 +121,7 @@ def fit(
                 checkpoint_dir=checkpoint_dir,
                 resume=resume,
                 patience=int(model.training_keys["patience"]),
+                monitor=str(model.training_keys["monitor"]),
                 progress=progress,
                 desc=model.name,
                 validate=validate,

@@ -37,13 +37,11 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from seqrec.errors import ConfigError
 from seqrec.models.base import Histories, Recommender
 from seqrec.nn.padding import embedding_ids, pad_histories
-
-POSITIONS = ("absolute", "recent")
+from seqrec.nn.transformer import POSITIONS, TransformerBlock, attention_mask, position_ids
 
 
 @dataclass(frozen=True)
@@ -70,28 +68,6 @@ class SASRecConfig:
             )
 
 
-class Block(nn.Module):
-    """Causal multi-head self-attention, then the point-wise FFN; pre-LN residuals."""
-
-    def __init__(self, d: int, n_heads: int, dropout: float) -> None:
-        super().__init__()
-        self.n_heads, self.p = n_heads, dropout
-        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)
-        self.ff1, self.ff2 = nn.Linear(d, d), nn.Linear(d, d)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        """x (B, T, d); allowed (B, 1, T, T) bool: query t may attend key s."""
-        b, t, d = x.shape
-        q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=allowed, dropout_p=self.p if self.training else 0.0
-        )  # (B, heads, T, d / heads)
-        x = x + self.drop(self.out(a.transpose(1, 2).reshape(b, t, d)))
-        return x + self.drop(self.ff2(self.drop(F.relu(self.ff1(self.ln2(x))))))
-
-
 class SASRecNet(nn.Module):
     """item_emb: (n_items + 2, d) (+ PAD, MASK rows), shared with the output layer;
     pos_emb: (max_len, d)."""
@@ -105,7 +81,7 @@ class SASRecNet(nn.Module):
             self.item_emb = nn.Parameter(torch.randn(n_items + 2, d) * cfg.init_std)
             self.pos_emb = nn.Parameter(torch.randn(max_len, d) * cfg.init_std)
             self.blocks = nn.ModuleList(
-                Block(d, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_blocks)
+                TransformerBlock(d, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_blocks)
             )
         self.ln = nn.LayerNorm(d)
         self.drop = nn.Dropout(cfg.dropout)
@@ -113,24 +89,16 @@ class SASRecNet(nn.Module):
 
     def positions(self, valid: torch.Tensor) -> torch.Tensor:
         """(B, T) position index of every column (PAD columns: clamped, masked anyway)."""
-        t = valid.shape[1]
-        col = torch.arange(t, device=valid.device).expand_as(valid)
-        if self.recent:
-            return (t - 1 - col).clamp(max=self.max_len - 1)
-        first = t - valid.sum(1, keepdim=True)  # right-aligned: the oldest item's column
-        return (col - first).clamp(0, self.max_len - 1)
+        return position_ids(valid, self.max_len, self.recent)
 
     def forward(self, seqs: torch.Tensor) -> torch.Tensor:
         """(B, T) right-aligned padded histories (T <= max_len) -> (B, T, d)."""
         if seqs.shape[1] > self.max_len:
             seqs = seqs[:, -self.max_len :]  # keep the most recent items
         valid = seqs >= 0  # (B, T)
-        t = seqs.shape[1]
         x = self.item_emb[embedding_ids(seqs, self.n_items)] * self.scale
         x = self.drop(x + self.pos_emb[self.positions(valid)]) * valid.unsqueeze(-1)
-        causal = torch.ones(t, t, dtype=torch.bool, device=seqs.device).tril()
-        eye = torch.eye(t, dtype=torch.bool, device=seqs.device)
-        allowed = ((causal & valid.unsqueeze(1)) | eye).unsqueeze(1)  # (B, 1, T, T)
+        allowed = attention_mask(valid, causal=True)  # (B, 1, T, T)
         for block in self.blocks:
             x = block(x, allowed) * valid.unsqueeze(-1)
         return self.ln(x)
@@ -186,4 +154,3 @@ class SASRec(Recommender):
     @torch.no_grad()
     def score(self, histories: Histories) -> torch.Tensor:
         return self.net_.item_scores(self.query(histories))  # (B, n_items)
-

@@ -293,11 +293,24 @@ def format_results(res: dict[str, Any], ks: tuple[int, ...]) -> str:
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     from seqrec.data.idmap import UNKNOWN
-    from seqrec.errors import UnknownItemError
+    from seqrec.errors import ConfigError, UnknownItemError
     from seqrec.models import load_model
+    from seqrec.quoting import quote
 
     model = load_model(args.model, device=args.device)
     assert model.item_index_ is not None
+    users, known_user = None, False
+    if args.user is not None:
+        if not model.uses_users:
+            raise ConfigError(f"--user: model {model.name} does not use user ids")
+        users = [args.user]
+        known_user = model.user_index_ is not None and args.user in model.user_index_
+        if not known_user:
+            print(
+                f"note: user {quote(args.user)} is not one of the model's users: "
+                "scored from --items alone",
+                file=sys.stderr,
+            )
     ext = args.items.split()
     dense = model.item_index_.encode(ext)
     unknown = [e for e, d in zip(ext, dense) if d == UNKNOWN]
@@ -309,7 +322,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     history = dense[dense != UNKNOWN]
-    if not len(history):
+    if not len(history) and not known_user:
         print(
             "note: the session is empty"
             + (" (no known item)" if ext else "")
@@ -317,7 +330,9 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             "empty-session scores; popularity for pop models)",
             file=sys.stderr,
         )
-    ids, scores = model.recommend([history], args.k, exclude_history=args.exclude_history)
+    ids, scores = model.recommend(
+        [history], args.k, exclude_history=args.exclude_history, users=users
+    )
     rows = [
         (model.item_index_.decode([i])[0], float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0
     ]
@@ -617,6 +632,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--strict",
         action="store_true",
         help="fail on unknown item ids (default: report them and ignore them)",
+    )
+    p.add_argument(
+        "--user",
+        metavar="ID",
+        help="the user's id, for models that score known users (bprmf): a user of the "
+        "training data gets its learned vector, any other id is scored from --items",
     )
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto")

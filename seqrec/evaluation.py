@@ -3,7 +3,13 @@
 Evaluation sees a model only through the protocols of :mod:`seqrec.models.base`:
 ``model.score(histories) -> (B, n_items)`` and, for recurrent models,
 ``model.init_state(B)`` / ``model.step(state, items) -> (state, (B, n_items))``;
-``model.n_items_`` is the catalogue size. It never imports a model class.
+``model.n_items_`` is the catalogue size. It never imports a model class. A model that
+scores known users (``uses_users = True``, :func:`~seqrec.models.base.takes_users`) is
+called as ``score(histories, users=...)`` with the external user id of every query: the
+``session_ids`` of the evaluated log (next-item: the query's session; samples and
+last-item: the prefix's, which the leave-one-out split of user histories keeps: the
+user ids), or ``users=None`` when the data carries no ids. The recurrent ``step`` path
+passes no users.
 
 Pieces:
 
@@ -42,7 +48,7 @@ import torch
 from seqrec.data.samples import Samples
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import SeqrecError
-from seqrec.models.base import is_recurrent
+from seqrec.models.base import is_recurrent, takes_users
 
 PROTOCOLS = ("next-item", "samples", "last-item")
 # what the validation after every training epoch reports (and early stopping can watch)
@@ -234,13 +240,21 @@ def _score_path(
     batch_size: int,
     exclude_history: bool,
     bar: Any,
+    users: np.ndarray | None = None,
 ) -> None:
     """Queries whose history is ``items[starts[q]:ends[q]]`` and target ``targets[q]``,
-    scored with ``model.score`` ``batch_size`` at a time."""
+    scored with ``model.score`` ``batch_size`` at a time. ``users``: (n_queries,) the
+    external user id of every query, for a model that ``uses_users`` (None: the data
+    has none); any other model is called without them."""
+    with_users = takes_users(model)
     for lo in range(0, len(targets), batch_size):
         hi = min(lo + batch_size, len(targets))
         histories = [items[s:e] for s, e in zip(starts[lo:hi], ends[lo:hi])]
-        scores = model.score(histories)
+        if with_users:
+            ids = None if users is None else [str(u) for u in users[lo:hi]]
+            scores = model.score(histories, users=ids)
+        else:
+            scores = model.score(histories)
         exclude = None
         if exclude_history:
             lens = ends[lo:hi] - starts[lo:hi]
@@ -428,6 +442,7 @@ def evaluate(
             t = _ranges(np.ones(len(lens), dtype=np.int64), per)  # 1..L-1 per session
             starts = log.offsets[:-1][sess]
             ends = starts + t
+            users = None if log.session_ids is None else log.session_ids[sess]
             with torch.no_grad():
                 _score_path(
                     model,
@@ -439,6 +454,7 @@ def evaluate(
                     batch_size,
                     exclude_history,
                     bar,
+                    users,
                 )
     else:
         labels = data.labels
@@ -463,6 +479,7 @@ def evaluate(
                 batch_size,
                 exclude_history,
                 bar,
+                prefixes.session_ids,  # select_sessions / select_events keep them
             )
     bar.close()
 

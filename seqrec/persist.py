@@ -1,7 +1,9 @@
 """Atomic, pickle-free persistence helpers.
 
 A model directory holds ``config.json`` (model name, config, metadata), ``items.json``
-(the ItemIndex's external ids in dense-id order) and ``weights.safetensors``. It is
+(the ItemIndex's external ids in dense-id order) and ``weights.safetensors``; a model
+that scores known users (``uses_users``) adds ``users.json`` (its user index, the same
+format as ``items.json``). It is
 written into a temporary sibling directory and renamed into place, so a crash never
 leaves a half-written model behind. An existing directory is replaced only when it holds
 nothing but files seqrec writes (:func:`check_replaceable`): a user's files are never
@@ -38,11 +40,13 @@ def _fsync_dir(path: Path) -> None:
 
 
 MODEL_FILES = frozenset({"config.json", "items.json", "weights.safetensors"})
+USERS_FILE = "users.json"  # the user index of a model that scores known users
 MODEL_FORMAT = "seqrec-model"
 # A hybrid's model directory also holds its parts, each a model directory of its own.
 MAX_PARTS = 16
 PART_DIRS = tuple(f"part-{i}" for i in range(MAX_PARTS))
-MODEL_ENTRIES = MODEL_FILES | frozenset(PART_DIRS)  # what a model directory may hold
+# what a model directory may hold
+MODEL_ENTRIES = MODEL_FILES | {USERS_FILE} | frozenset(PART_DIRS)
 
 
 def model_dir_files(path: Path) -> list[Path]:

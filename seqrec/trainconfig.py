@@ -23,6 +23,7 @@ __all__ = [
     "SamplerConfig",
     "SequenceConfig",
     "TrainConfig",
+    "UserItemConfig",
     "split_training",
     "training_configs",
     "training_dict",
@@ -90,7 +91,7 @@ TARGET_COLUMN_LOSSES = ("bce", "gbce")  # the sequences family only
 
 @dataclass(frozen=True)
 class LossConfig:
-    # bce and gbce: the sequences family only (losses over a target column)
+    # bce and gbce: the sequences and user-item families only (losses over a target column)
     loss: Literal["cross-entropy", "bpr-max", "top1-max", "bpr", "top1", "bce", "gbce"] = (
         "cross-entropy"
     )
@@ -181,8 +182,35 @@ class SequenceConfig:
             _bad("weight_decay must be >= 0")
 
 
+@dataclass(frozen=True)
+class UserItemConfig:
+    """Keys of the user-item pairs family (seqrec.training.user_item_task): every
+    (user, item) event of the training log is a positive of its user.
+
+    The sampler's ``n_sample`` is the number of uniform negatives per positive with
+    ``negatives = "uniform"``; ``"full"`` scores the whole catalogue. ``reg`` is the L2
+    regularisation of the objective on what a training row touches (BPR-Opt's lambda):
+    ``reg * penalty`` is added to the loss, the penalty given by the network (BPR-MF:
+    ``|p_u|^2 + |q_i|^2 + b_i^2`` plus the mean of ``|q_j|^2 + b_j^2`` over the row's
+    negatives).
+    """
+
+    negatives: Literal["uniform", "full"] = "uniform"
+    exclude_history: bool = True  # uniform negatives: never an item of the user's history
+    reg: float = 0.0  # L2 of the rows a training pair touches, added to the loss
+
+    def validate(self) -> None:
+        if self.negatives not in ("uniform", "full"):
+            _bad(f"negatives must be uniform or full, got {self.negatives!r}")
+        if self.reg < 0:
+            _bad("reg must be >= 0")
+
+
 # the owners of a batching family's own training keys, beyond OWNERS
-FAMILY_OWNERS: dict[str, dict[str, type]] = {"sequences": {"sequences": SequenceConfig}}
+FAMILY_OWNERS: dict[str, dict[str, type]] = {
+    "sequences": {"sequences": SequenceConfig},
+    "user-item": {"user-item": UserItemConfig},
+}
 
 
 def training_owners(family: str | None) -> dict[str, type]:

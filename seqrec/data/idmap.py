@@ -84,21 +84,23 @@ class ItemIndex:
         Path(path).write_text(json.dumps(self._ids), encoding="utf-8")
 
     @classmethod
-    def load(cls, path: str | Path) -> ItemIndex:
+    def load(cls, path: str | Path, what: str = "item index") -> ItemIndex:
+        """Read a file written by :meth:`save`; ``what`` names the index in errors (a
+        model's user index uses the same format)."""
         p = Path(path)
         try:
             ids = json.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ModelFileError(f"{p}: missing item index") from None
+            raise ModelFileError(f"{p}: missing {what}") from None
         except OSError as exc:
             raise ModelFileError(f"{p}: cannot read ({exc.strerror or exc})") from None
         except UnicodeDecodeError:
-            raise ModelFileError(f"{p}: corrupt item index (not UTF-8 text)") from None
+            raise ModelFileError(f"{p}: corrupt {what} (not UTF-8 text)") from None
         except json.JSONDecodeError as exc:
-            raise ModelFileError(f"{p}: corrupt item index ({exc})") from None
+            raise ModelFileError(f"{p}: corrupt {what} ({exc})") from None
         if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):
-            raise ModelFileError(f"{p}: item index must be a JSON list of strings")
+            raise ModelFileError(f"{p}: {what} must be a JSON list of strings")
         index = cls(ids)
         if len(index) != len(ids):
-            raise ModelFileError(f"{p}: item index has duplicate ids")
+            raise ModelFileError(f"{p}: {what} has duplicate ids")
         return index

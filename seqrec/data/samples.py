@@ -38,7 +38,8 @@ class Samples:
 
     @classmethod
     def from_sessions(cls, log: SessionLog) -> Samples:
-        """Every position t >= 1 of every session: prefix items[:t] -> label items[t]."""
+        """Every position t >= 1 of every session: prefix items[:t] -> label items[t]
+        (each prefix keeps its session's id when the log has ``session_ids``)."""
         lens = np.diff(log.offsets).astype(np.int64)
         n_q = np.maximum(lens - 1, 0)  # queries per session
         starts = np.repeat(log.offsets[:-1].astype(np.int64), n_q)  # per query
@@ -48,7 +49,10 @@ class Samples:
         offsets = np.concatenate([[0], np.cumsum(t)])
         # item positions of every prefix: starts[q] + 0..t[q]-1, without a Python loop
         pos = np.repeat(starts - offsets[:-1], t) + np.arange(int(offsets[-1]), dtype=np.int64)
-        prefixes = SessionLog(offsets=offsets, items=log.items[pos])
+        sids = None
+        if log.session_ids is not None:
+            sids = log.session_ids[np.repeat(np.arange(len(lens)), n_q)]
+        prefixes = SessionLog(offsets=offsets, items=log.items[pos], session_ids=sids)
         return cls(prefixes, log.items[starts + t])
 
     @classmethod

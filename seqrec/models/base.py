@@ -13,6 +13,15 @@ checked with ``isinstance``:
   (``query_from_state``, ``item_table``): a server can read a session's top-K from its
   stored state or from an inner-product index.
 
+User ids. A model whose class sets ``uses_users = True`` (it learns something per
+user, e.g. BPR-MF's user factors) is always called as ``score(histories, users=...)``
+(and ``recommend(..., users=...)``), ``users`` being None or a sequence of external
+user id strings, one per history (:func:`takes_users` tells; evaluation passes the ids
+its data carries, serving the session id). An id the model does not know, or
+``users=None``, is scored from the history alone. Every other model is called without
+``users``, exactly as before. The users of a training log are its ``session_ids``
+(:func:`user_rows`); such a model saves its user index as ``users.json``.
+
 States are tensors whose dimension 1 is the batch (``state[:, idx]`` selects
 sessions), so a protocol or a server can slice, reset and store them without knowing
 the model.
@@ -44,6 +53,7 @@ from seqrec.errors import ConfigError, ModelFileError, one_line
 from seqrec.persist import (
     MODEL_ENTRIES,
     MODEL_FORMAT,
+    USERS_FILE,
     atomic_dir,
     is_model_dir,
     load_tensors,
@@ -59,6 +69,7 @@ SUPPORT_KEY = "__item_support__"  # training event count per item, saved with ev
 FORMAT_VERSIONS = (1, 2)
 
 Histories = Sequence[np.ndarray] | Sequence[Sequence[int]]
+Users = Sequence[str] | None  # external user ids, one per history (``uses_users`` models)
 
 
 @runtime_checkable
@@ -119,6 +130,40 @@ def is_recurrent(model: object) -> bool:
     return isinstance(model, RecurrentScorer)
 
 
+def takes_users(model: object) -> bool:
+    """True for a model that scores known users: its class sets ``uses_users = True``
+    and it is called as ``score(histories, users=...)``."""
+    return getattr(model, "uses_users", False) is True
+
+
+def check_users(users: Users, n: int) -> list[str] | None:
+    """``users`` as a list of ``n`` id strings (None stays None); ConfigError otherwise."""
+    if users is None:
+        return None
+    if isinstance(users, (str, bytes)):
+        raise ConfigError("users must be a sequence of user ids (one per history), not a string")
+    out = [str(u) for u in users]
+    if len(out) != n:
+        raise ConfigError(f"got {len(out)} user ids for {n} histories (need one per history)")
+    return out
+
+
+def user_rows(log: SessionLog) -> tuple[ItemIndex, np.ndarray]:
+    """The user of every session of a training log, for a model that learns a vector
+    per user: ``(index, rows)``, ``rows`` (n_sessions,) int64.
+
+    Users are the log's ``session_ids`` (the user ids of user-history data: one history
+    per user; with session data every session is its own user). Sessions with the same
+    id share a row; rows are numbered in order of first appearance and ``index`` maps
+    each id to its row. A log without ids gives one row per session and an empty index:
+    no user can be named at inference."""
+    if log.session_ids is None:
+        return ItemIndex(), np.arange(log.n_sessions, dtype=np.int64)
+    index = ItemIndex()
+    rows = index.add(log.session_ids).astype(np.int64)
+    return index, rows
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when available; ``cuda`` without a GPU is a clear error."""
     if name == "auto":
@@ -148,6 +193,8 @@ class Recommender:
     family: ClassVar[str | None] = None
     training_defaults: ClassVar[dict[str, Any]] = {}
     small_config: ClassVar[dict[str, Any]] = {}
+    # True: called as score(histories, users=...); saves its user index (users.json)
+    uses_users: ClassVar[bool] = False
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         """``config``: a ``Config`` instance or a flat dict of keys (model keys and, for a
@@ -172,6 +219,7 @@ class Recommender:
         self.n_items_: int = 0
         self.meta_: dict[str, Any] = {}
         self.item_support_: torch.Tensor | None = None  # (n_items,) training event counts
+        self.user_index_: ItemIndex | None = None  # uses_users models: user id -> row
         self.device_ = torch.device("cpu")
         self.in_fit = False  # True while seqrec.training changes the weights in place
 
@@ -254,16 +302,25 @@ class Recommender:
         exclude_history: bool = False,
         allow: np.ndarray | Sequence[int] | None = None,
         deny: np.ndarray | Sequence[int] | None = None,
+        users: Users = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` dense ids and scores per history, best first: ``(B, k)`` arrays.
 
         ``exclude_history`` removes items already in the history; ``allow`` keeps only
         the given ids; ``deny`` removes them. Fewer than ``k`` candidates pad with -1.
+        ``users``: external user ids, one per history, passed to ``score`` of a model
+        that ``uses_users`` (any other model: must be None).
         """
         self._check_fitted()
         if k <= 0:
             raise ConfigError(f"k must be positive, got {k}")
-        scores = self.score(histories).float().clone()
+        if self.uses_users:
+            scores = self.score(histories, users=users)  # type: ignore[call-arg]
+        elif users is not None:
+            raise ConfigError(f"{self.name} does not use user ids (users must be None)")
+        else:
+            scores = self.score(histories)
+        scores = scores.float().clone()
         mask_scores(scores, histories if exclude_history else None, allow=allow, deny=deny)
         k_eff = min(k, scores.shape[1])
         top_s, top_i = torch.topk(scores, k_eff, dim=1)
@@ -334,6 +391,8 @@ class Recommender:
             },
         )
         self.item_index_.save(directory / "items.json")
+        if self.uses_users:
+            (self.user_index_ or ItemIndex()).save(directory / USERS_FILE)
         tensors = dict(self._weights())
         if self.item_support_ is not None:
             tensors[SUPPORT_KEY] = self.item_support_
@@ -375,6 +434,8 @@ class Recommender:
                 f"of config.json says {model.n_items_}"
             )
         model.meta_ = dict(info["meta"])
+        if cls.uses_users:
+            model.user_index_ = ItemIndex.load(p / USERS_FILE, what="user index")
         tensors = load_tensors(p / "weights.safetensors")
         support = tensors.pop(SUPPORT_KEY, None)
         if support is not None and tuple(support.shape) != (model.n_items_,):

@@ -8,6 +8,7 @@ from pathlib import Path
 from seqrec.errors import ConfigError, ModelFileError
 from seqrec.models.base import Recommender, read_model_info
 from seqrec.models.bert4rec import BERT4Rec
+from seqrec.models.bprmf import BPRMF
 from seqrec.models.fpmc import FPMC
 from seqrec.models.gru4rec import GRU4Rec
 from seqrec.models.hybrid import GRU4RecVSKNN, Hybrid
@@ -25,6 +26,7 @@ MODELS: dict[str, type[Recommender]] = {
     FPMC.name: FPMC,
     SASRec.name: SASRec,
     BERT4Rec.name: BERT4Rec,
+    BPRMF.name: BPRMF,
     Markov.name: Markov,
     SR.name: SR,
     AR.name: AR,

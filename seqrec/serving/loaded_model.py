@@ -12,7 +12,11 @@ protocols of :mod:`seqrec.models.base`, checked with ``isinstance``:
 * neither: ``step`` per click, a stored session's top-K rescored from its history,
   a history replayed one ``step`` at a time.
 
-Every other model is rescored from the session's recent history.
+Every other model is rescored from the session's recent history. A model that scores
+known users (``uses_users``, :func:`~seqrec.models.base.takes_users`) gets the session
+id as the user id: a session named after a user of the training data is scored with
+that user's learned vector, any other with its history alone; a stateless request has
+no user (``users=None``).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from seqrec.models.base import (
     StateAdvancer,
     StateReadout,
     is_recurrent,
+    takes_users,
 )
 from seqrec.persist import model_dir_files
 from seqrec.serving.ann import InnerProductIndex, faiss_available
@@ -63,6 +68,7 @@ class ScoreJob:
         exclude: bool = False,
         allow: np.ndarray | None = None,
         deny: np.ndarray | None = None,
+        user: str | None = None,
     ) -> None:
         self.kind = kind  # STEP: advance + top-K; READ: top-K of a state; SCORE: rescore
         self.k = k
@@ -72,6 +78,7 @@ class ScoreJob:
         self.exclude = exclude
         self.allow = allow
         self.deny = deny
+        self.user = user  # the session id, for a model that uses_users (None: stateless)
         self.new_hidden: np.ndarray | None = None
         self.ids = np.zeros(0, np.int64)
         self.values = np.zeros(0, np.float32)
@@ -194,6 +201,7 @@ class LoadedModel:
         ).digest()
         self.version = self.model_fp.hex()
         self.recurrent = is_recurrent(model)
+        self.uses_users = takes_users(model)
         self.adapters: Adapters | None = None
         self.ann: InnerProductIndex | None = None
         self.state_shape: tuple[int, ...] = ()
@@ -284,6 +292,21 @@ class LoadedModel:
         arr = np.stack([j.hidden.reshape(self.state_shape) for j in jobs], axis=1)  # type: ignore[union-attr]
         return torch.from_numpy(arr).to(self.device)  # (L, B, S...)
 
+    def _score_users(self, js: Sequence[ScoreJob]) -> torch.Tensor:
+        """Rescore jobs of a ``uses_users`` model: the jobs with a user (session jobs)
+        and those without (stateless) in one call each."""
+        named = [b for b, j in enumerate(js) if j.user is not None]
+        if len(named) == len(js) or not named:
+            users = [j.user for j in js] if named else None
+            return self.model.score([j.history for j in js], users=users)
+        anon = [b for b, j in enumerate(js) if j.user is None]
+        a = self.model.score([js[b].history for b in named], users=[js[b].user for b in named])
+        c = self.model.score([js[b].history for b in anon], users=None)
+        out = torch.empty(len(js), a.shape[1], dtype=a.dtype, device=a.device)
+        out[torch.as_tensor(named, device=a.device)] = a
+        out[torch.as_tensor(anon, device=a.device)] = c
+        return out
+
     def compute(self, jobs: Sequence[ScoreJob]) -> None:
         """Score ``jobs`` with one model call per kind of job; fill in their results."""
         groups: dict[int, list[ScoreJob]] = {}
@@ -312,6 +335,8 @@ class LoadedModel:
                         scores = ad.readout(self._stack(js))
                 elif self.ann is not None and ad is not None and ad.encode is not None:
                     queries = ad.encode([j.history for j in js])
+                elif self.uses_users:
+                    scores = self._score_users(js)
                 else:
                     scores = self.model.score([j.history for j in js])
                 if scores is None:

@@ -12,7 +12,8 @@ and :meth:`Runtime.reload` swaps in a new model directory atomically.
 How a model is scored (recurrent state, read-outs, rescoring the recent history) is in
 :mod:`.loaded_model`; requests and their validation in :mod:`.requests`. The history
 is kept for recurrent models too, for ``exclude_history`` and to rebuild a state after
-a reload, capped at ``max_history`` clicks.
+a reload, capped at ``max_history`` clicks. A model that scores known users
+(``uses_users``) gets a session's id as its user id; stateless requests have none.
 
 :meth:`Runtime.process` answers a batch of requests with one batched model call per
 round; concurrent calls from threads are coalesced into such batches
@@ -288,7 +289,8 @@ class Runtime:
                 self.restarted_sessions += 1
 
     def _session_job(self, lm: LoadedModel, p: Prepared, st: SessionState, cap: int) -> ScoreJob:
-        opts = {"exclude": p.req.exclude_history, "allow": p.allow, "deny": p.deny}
+        opts: dict[str, Any] = {"exclude": p.req.exclude_history, "allow": p.allow, "deny": p.deny}
+        opts["user"] = p.req.session_id if lm.uses_users else None  # the session id names the user
         if p.req.op == EVENT and p.item >= 0:
             history = np.append(st.history, np.int32(p.item))[-cap:].astype(np.int32)
             if lm.recurrent:

@@ -256,3 +256,51 @@ class RowAdam(RowOptimizer):
             st["m"].index_copy_(0, rows, m)
             st["v"].index_copy_(0, rows, v)
             p.index_add_(0, rows, upd, alpha=-self.lr)
+
+
+# ------------------------------------------------------- the tasks' optimiser set-up
+def build_optimizers(
+    net: torch.nn.Module, optimizer: str, lr: float, weight_decay: float, momentum: float
+) -> tuple[torch.optim.Optimizer | None, RowOptimizer | None, list[str]]:
+    """The optimisers of a network trained by a task: ``torch.optim`` (``"adam"`` or
+    ``"adagrad"``) for the dense parameters, a row-sparse optimiser (:class:`RowAdam`
+    or :class:`AdagradM` with ``momentum``) for the tables the net names in
+    ``row_params`` (optional attribute). Returns (dense optimiser | None, row optimiser
+    | None, the row parameters' names)."""
+    params = dict(net.named_parameters())
+    row_names = [n for n in getattr(net, "row_params", []) if n in params]
+    dense = [p for n, p in params.items() if n not in row_names]
+    opt: torch.optim.Optimizer | None = None
+    if dense and optimizer == "adam":
+        opt = torch.optim.Adam(dense, lr=lr, weight_decay=weight_decay)
+    elif dense:
+        opt = torch.optim.Adagrad(dense, lr=lr, weight_decay=weight_decay)
+    rows = {n: params[n] for n in row_names}
+    row_opt: RowOptimizer | None = None
+    if rows:
+        row_opt = RowAdam(rows, lr) if optimizer == "adam" else AdagradM(rows, lr, momentum)
+    return opt, row_opt, row_names
+
+
+def step_row_params(opt: RowOptimizer, names: list[str], weight_decay: float = 0.0) -> None:
+    """One step of the row parameters ``names`` after ``backward``: only the rows a
+    sparse gradient touches (``nn.functional.embedding(..., sparse=True)`` in the net),
+    else the whole table; ``weight_decay`` added to the gradient of the rows updated."""
+    opt.tick()
+    with torch.no_grad():
+        for name in names:
+            p = opt.params[name]
+            g = p.grad
+            if g is None:
+                continue
+            if g.is_sparse:
+                g = g.coalesce()
+                rows, vals = g.indices()[0], g.values()  # (R,), (R, d)
+                if weight_decay:
+                    vals = vals + weight_decay * p.index_select(0, rows)
+                opt.step_rows(name, rows, vals)
+                p.grad = None
+            else:
+                if weight_decay:
+                    g.add_(p, alpha=weight_decay)
+                opt.step_dense(name)

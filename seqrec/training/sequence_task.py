@@ -57,7 +57,7 @@ from seqrec.errors import ConfigError
 from seqrec.models.base import Recommender
 from seqrec.trainconfig import LossConfig, SamplerConfig, SequenceConfig, TrainConfig
 from seqrec.training.losses import get_target_loss
-from seqrec.training.optim import AdagradM, RowAdam, RowOptimizer
+from seqrec.training.optim import build_optimizers, step_row_params
 from seqrec.training.sampling import PopularitySampler, in_batch_candidates, uniform_negatives
 from seqrec.training.sequences import LAYOUTS, EpochPlan, SequenceBatcher, trim_batch
 from seqrec.training.threads import resolve_threads
@@ -144,27 +144,6 @@ class SequenceOptions:
             raise ConfigError(f"gbce_t must be in [0, 1], got {self.gbce_t}")
 
 
-def _optimizers(
-    net: nn.Module, o: SequenceOptions
-) -> tuple[torch.optim.Optimizer | None, RowOptimizer | None, list[str]]:
-    """torch.optim for the dense parameters, a row-sparse optimiser for the item tables
-    the net names in ``row_params`` (their names)."""
-    params = dict(net.named_parameters())
-    row_names = [n for n in getattr(net, "row_params", []) if n in params]
-    dense = [p for n, p in params.items() if n not in row_names]
-    lr, wd = o.learning_rate, o.weight_decay
-    opt: torch.optim.Optimizer | None = None
-    if dense and o.optimizer == "adam":
-        opt = torch.optim.Adam(dense, lr=lr, weight_decay=wd)
-    elif dense:
-        opt = torch.optim.Adagrad(dense, lr=lr, weight_decay=wd)
-    rows = {n: params[n] for n in row_names}
-    row_opt: RowOptimizer | None = None
-    if rows:
-        row_opt = RowAdam(rows, lr) if o.optimizer == "adam" else AdagradM(rows, lr, o.momentum)
-    return opt, row_opt, row_names
-
-
 class SequenceTask:
     """A :class:`seqrec.training.loop.TrainTask` for a :class:`SequenceNet`.
 
@@ -193,7 +172,9 @@ class SequenceTask:
         # to its longest window (the states of real positions are unchanged)
         self.trim = not getattr(net, "fixed_width", False)
         self.loss_fn = get_target_loss(o.loss)
-        self.opt, self.row_opt, self.row_names = _optimizers(net, o)
+        self.opt, self.row_opt, self.row_names = build_optimizers(
+            net, o.optimizer, o.learning_rate, o.weight_decay, o.momentum
+        )
         self.generator = torch.Generator(device=self.device).manual_seed(o.seed)
         counts = train.item_counts(self.n_items).astype(np.float64)
         self.sampler: PopularitySampler | None = None
@@ -271,7 +252,7 @@ class SequenceTask:
         if self.opt is not None:
             self.opt.step()
         if self.row_opt is not None:
-            self._step_rows(self.row_opt)
+            step_row_params(self.row_opt, self.row_names, o.weight_decay)
         return loss.detach(), int(tgt.shape[0])
 
     def _scores(
@@ -308,29 +289,6 @@ class SequenceTask:
         extra = self.sampler.sample() if self.sampler is not None else None
         cand, column = in_batch_candidates(tgt, extra)  # (C,), (N,)
         return net.item_scores(h, cand), column, None, self.log_q[cand]
-
-    def _step_rows(self, opt: RowOptimizer) -> None:
-        """Row-sparse update of the item tables: only the rows a sparse gradient touches
-        (``nn.functional.embedding(..., sparse=True)`` in the net), else the whole table."""
-        opt.tick()
-        wd = self.o.weight_decay
-        with torch.no_grad():
-            for name in self.row_names:
-                p = opt.params[name]
-                g = p.grad
-                if g is None:
-                    continue
-                if g.is_sparse:
-                    g = g.coalesce()
-                    rows, vals = g.indices()[0], g.values()  # (R,), (R, d)
-                    if wd:
-                        vals = vals + wd * p.index_select(0, rows)
-                    opt.step_rows(name, rows, vals)
-                    p.grad = None
-                else:
-                    if wd:
-                        g.add_(p, alpha=wd)
-                    opt.step_dense(name)
 
     def state_dict(self) -> dict[str, Tensor]:
         out = {f"net.{k}": v.detach().clone() for k, v in self.net.state_dict().items()}

@@ -32,6 +32,7 @@ from seqrec.training.loop import LoopOptions, TrainTask, checkpoint_fingerprint,
 from seqrec.training.sequence_task import sequence_task
 from seqrec.training.session_parallel import SessionParallelTask
 from seqrec.training.sysmem import keep_freed_memory
+from seqrec.training.user_item_task import user_item_task
 
 __all__ = ["FAMILIES", "build_task", "fit"]
 
@@ -39,6 +40,7 @@ __all__ = ["FAMILIES", "build_task", "fit"]
 FAMILIES: dict[str, Callable[..., TrainTask]] = {
     "session-parallel": SessionParallelTask,
     "sequences": sequence_task,
+    "user-item": user_item_task,
 }
 
 Validator = Callable[[], dict[str, float]]

@@ -5,6 +5,7 @@ A new model is covered once it is in the registry and sets ``small_config`` (sma
 fast settings); no model is named here.
 """
 
+import dataclasses
 import inspect
 import json
 
@@ -99,10 +100,12 @@ def test_recommend_exclude_allow_deny(fitted):
 def test_save_load_identical_scores(fitted, tmp_path):
     path = fitted.save(tmp_path / "m")
     parts = [f"part-{i}" for i in range(len(getattr(fitted, "parts_", [])))]  # a hybrid's
+    users = ["users.json"] if fitted.uses_users else []  # the user index
     assert sorted(p.name for p in path.iterdir()) == [
         "config.json",
         "items.json",
         *parts,
+        *users,
         "weights.safetensors",
     ]
     for part in parts:
@@ -165,6 +168,33 @@ def _stepped(model, history):
     for item in history:
         state, scores = model.step(state, torch.tensor([int(item)]))
     return state, scores
+
+
+def test_user_ids_reach_only_models_that_use_them(fitted, log, tmp_path):
+    """``uses_users`` models: ``score(histories, users=...)`` / ``recommend(...,
+    users=...)``, one id per history, the user index saved and loaded; every other
+    model refuses ids in ``recommend``."""
+    ids = ["u0", "u1", "nobody", "u0"]
+    if not fitted.uses_users:
+        assert "users" not in inspect.signature(type(fitted).score).parameters
+        with pytest.raises(ConfigError, match="does not use user ids"):
+            fitted.recommend(HISTORIES, k=3, users=ids)
+        return
+    named = dataclasses.replace(
+        log, session_ids=np.array([f"u{s % 20}" for s in range(log.n_sessions)], dtype=object)
+    )
+    model = type(fitted)(fitted.small_config).fit(named, item_index=fitted.item_index_)
+    assert model.user_index_ is not None and "u0" in model.user_index_
+    s = model.score(HISTORIES, users=ids)
+    assert tuple(s.shape) == (len(HISTORIES), 30) and torch.isfinite(s).all()
+    assert torch.equal(model.score(HISTORIES, users=None), model.score(HISTORIES))
+    top, vals = model.recommend(HISTORIES, k=5, users=ids)
+    assert np.allclose(s.gather(1, torch.as_tensor(top)).numpy(), vals, atol=1e-6)
+    with pytest.raises(ConfigError, match="one per history"):
+        model.score(HISTORIES, users=ids[:2])
+    loaded = load_model(model.save(tmp_path / "m"))
+    assert loaded.user_index_ == model.user_index_
+    assert torch.equal(loaded.score(HISTORIES, users=ids), s)
 
 
 def test_every_model_is_a_scorer_with_the_one_fit_signature(fitted):

@@ -87,6 +87,9 @@ CASES = {
     "top1-max": {"loss": "top1-max"},
     "ce-elu": {"loss": "cross-entropy", "elu_param": 1.0},
     "adam": {"optimizer": "adam", "learning_rate": 0.01},
+    # losses without a closed form: autograd on the score matrix, with every loss key
+    "lambdarank": {"loss": "lambdarank", "mask_false_negatives": True},
+    "infonce-tau-logq": {"loss": "infonce", "temperature": 0.3, "logq": 1.0},
 }
 
 

@@ -28,6 +28,7 @@ from seqrec.errors import SeqrecError
 FORMATS = ["auto", *_FORMATS]
 PROTOCOLS = ["auto", *_PROTOCOLS]
 TIES = ["conservative", "optimistic", "average"]
+SAMPLE_SEED = 42  # evaluate --seed default (sampled ranking)
 
 log = logging.getLogger("seqrec")
 
@@ -68,6 +69,16 @@ def _fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"expected a number between 0 and 1 (exclusive), got {text!r}"
         )
+    return v
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if not 0 <= v < 2**64:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**64), got {text!r}")
     return v
 
 
@@ -242,6 +253,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from seqrec.models import load_model
     from seqrec.pipeline import default_protocol
 
+    sampling = _sampling_args(args)  # before loading anything: a usage error is quick
     model = load_model(args.model, device=args.device)
     protocol = args.protocol
     if protocol == "auto":
@@ -260,6 +272,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         item_popularity=model.item_support_,
         unknown=args.unknown,
         progress=not (args.quiet or args.json),
+        **sampling,
     )
     res["model"] = model.name
     if not res.get("n_queries"):
@@ -275,9 +288,42 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sampling_args(args: argparse.Namespace) -> dict[str, Any]:
+    """evaluate's sampled-ranking keywords; --sampler and --seed only with
+    --sampled-negatives (full ranking is never changed silently)."""
+    from seqrec.errors import ConfigError
+
+    if args.sampled_negatives is None:
+        given = [
+            f for f, v in (("--sampler", args.sampler), ("--seed", args.seed)) if v is not None
+        ]
+        if given:
+            raise ConfigError(
+                f"{' and '.join(given)} only {'apply' if len(given) > 1 else 'applies'} to "
+                "sampled ranking: add --sampled-negatives N (the default is full ranking)"
+            )
+        return {}
+    return {
+        "sampled_negatives": args.sampled_negatives,
+        "sampler": args.sampler or "uniform",
+        "seed": SAMPLE_SEED if args.seed is None else args.seed,
+    }
+
+
 def format_results(res: dict[str, Any], ks: tuple[int, ...]) -> str:
-    lines = [
-        f"protocol {res['protocol']}, ties {res['ties']}, "
+    lines = []
+    if res.get("sampled_negatives"):
+        n = res["sampled_negatives"]
+        lines += [
+            f"SAMPLED RANKING, NOT FULL RANKING ({res['ranking']}): each target is ranked "
+            f"among itself and {n:,} sampled items outside its history",
+            f"(Recall/MRR/NDCG over {n + 1:,} candidates, not comparable with full-ranking "
+            "figures; Coverage/Popularity from the full-catalogue top-K lists)",
+        ]
+    ranking = res.get("ranking", "full")
+    lines += [
+        f"protocol {res['protocol']}, {'full ranking' if ranking == 'full' else ranking}, "
+        f"ties {res['ties']}, "
         f"exclude_history {res['exclude_history']}: "
         f"{res['n_queries']:,} queries ({res['n_unknown_targets']:,} unknown targets "
         f"{'dropped' if res.get('unknown', 'drop') == 'drop' else 'counted as misses'})",
@@ -538,10 +584,12 @@ def build_parser() -> argparse.ArgumentParser:
     # evaluate
     p = sub.add_parser(
         "evaluate",
-        help="evaluate a model with full ranking",
+        help="evaluate a model with full ranking (or, when asked, sampled ranking)",
         formatter_class=fmt,
         description=(
-            "Full-ranking evaluation over the whole catalogue.\n\nProtocols:\n"
+            "Full-ranking evaluation over the whole catalogue (the default; "
+            "--sampled-negatives N ranks each target among N sampled items instead, "
+            "labelled as such).\n\nProtocols:\n"
             "  next-item  every position of each test session is a query (GRU4Rec)\n"
             "  samples    explicit prefix->label pairs (SR-GNN test_samples.tsv)\n"
             "  last-item  leave-one-out: the last item of each history\n"
@@ -607,9 +655,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="queries scored at once (bounds memory: batch x n_items floats)",
     )
     p.add_argument(
+        "--sampled-negatives",
+        type=_positive_int,
+        metavar="N",
+        help="sampled ranking instead of full ranking: rank each target among itself and "
+        "N items sampled outside its history (the protocol of papers that report "
+        "sampled metrics; much higher figures, not comparable with full ranking); the "
+        "output is labelled 'sampled: N <sampler> negatives, seed S'",
+    )
+    p.add_argument(
+        "--sampler",
+        choices=["uniform", "popularity"],
+        help="with --sampled-negatives: uniform (default) or in proportion to the "
+        "training popularity saved with the model",
+    )
+    p.add_argument(
+        "--seed",
+        type=_seed,
+        metavar="S",
+        help=f"with --sampled-negatives: seed of the negatives (default {SAMPLE_SEED}); the "
+        "same seed gives the same negatives",
+    )
+    p.add_argument(
         "--json",
         action="store_true",
-        help="print exactly one JSON object on stdout (recall@K, mrr@K, ndcg@K, ...)",
+        help="print exactly one JSON object on stdout (recall@K, mrr@K, ndcg@K, ...; "
+        "ranking says full or sampled)",
     )
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto")
     common(p)

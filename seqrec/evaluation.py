@@ -33,6 +33,15 @@ Inside :func:`evaluate` ranks are exact up to the largest K and ``inf`` beyond (
 metric looks further): they are read off the per-batch top-K (needed anyway for
 coverage and popularity), and only rows where the K-th score ties the target's score
 are counted over the whole catalogue.
+
+Sampled ranking, only when asked (``sampled_negatives=N``): each target is ranked among
+itself and N items sampled for its query (:class:`seqrec.data.negatives.QueryNegatives`:
+never in the query's history nor the target, uniform or in proportion to training
+popularity, seeded per query), under the same tie policy; the result says so in
+``ranking``. It is the protocol of papers that report sampled metrics, and it is not
+comparable with full ranking: a target ranked 500th in the catalogue is often 1st among
+100 candidates, so sampled figures are much higher and can even order models
+differently (Krichene & Rendle, KDD 2020).
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from seqrec.data.negatives import SAMPLERS, QueryNegatives
 from seqrec.data.samples import Samples
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import SeqrecError
@@ -133,6 +143,20 @@ def target_ranks(
     return _count_rank(scores, t, ties, torch.float64)
 
 
+def sampled_ranks(
+    scores: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor, ties: str
+) -> torch.Tensor:
+    """(B,) float64 1-based rank of ``targets[b]`` among itself and the items
+    ``negatives[b]`` (B, N) of ``scores[b]``, under ``ties`` (1 .. 1 + N): sampled
+    ranking. The negatives must not contain the target."""
+    _check_choice("ties", ties, TIE_POLICIES)
+    t = scores.gather(1, targets.view(-1, 1).to(scores.device))  # (B, 1)
+    cand = torch.cat([t, scores.gather(1, negatives)], dim=1)  # (B, 1 + N), target first
+    if torch.isnan(cand).any():
+        raise SeqrecError("model returned NaN scores")
+    return _count_rank(cand, t, ties, torch.float64)
+
+
 def _count_rank(values: Any, t: Any, ties: str, f64: Any) -> Any:
     """Rank of the target score ``t`` (B, 1) among ``values`` (B, N): numpy or torch."""
     if ties == "optimistic":
@@ -163,8 +187,16 @@ class _Accumulator:
     """Streams batches of scores into ranks and top-K statistics (kept as small numpy
     arrays: per-query ranks, each item's best top-K position, popularity per position)."""
 
-    def __init__(self, n_items: int, ks: tuple[int, ...], ties: str, pop: np.ndarray | None):
+    def __init__(
+        self,
+        n_items: int,
+        ks: tuple[int, ...],
+        ties: str,
+        pop: np.ndarray | None,
+        negatives: QueryNegatives | None = None,
+    ):
         self.n_items, self.ks, self.ties = n_items, ks, ties
+        self.negatives = negatives  # None: full ranking
         self.kmax = min(max(ks), n_items)
         self.ranks: list[np.ndarray] = []
         self.best_pos = np.full(n_items, self.kmax, dtype=np.int64)  # best position seen
@@ -172,11 +204,26 @@ class _Accumulator:
         self.pop_cnt = np.zeros(self.kmax)  # per list position: number of entries
         self.pop_frac = None if pop is None else pop / pop.sum() if pop.sum() > 0 else pop
 
+    def sample(
+        self, qids: np.ndarray, targets: np.ndarray, histories: Sequence[np.ndarray]
+    ) -> torch.Tensor | None:
+        """Sampled ranking: the (B, N) negatives of the queries; full ranking: None."""
+        if self.negatives is None:
+            return None
+        return torch.from_numpy(self.negatives.sample(qids, targets, histories))
+
     def add(
-        self, scores: torch.Tensor, targets: torch.Tensor, exclude: torch.Tensor | None
+        self,
+        scores: torch.Tensor,
+        targets: torch.Tensor,
+        exclude: torch.Tensor | None,
+        negatives: torch.Tensor | None = None,
     ) -> None:
         """``scores`` (B, n_items); ``targets`` (B,) long; ``exclude`` (2, N) long
-        (row, item) pairs to set to -inf first, or None."""
+        (row, item) pairs to set to -inf first, or None; ``negatives`` (B, N) long:
+        rank each target among itself and its row of negatives instead of the
+        catalogue (sampled ranking; coverage and popularity still read the
+        full-catalogue top-K)."""
         if scores.dim() != 2 or scores.shape[1] != self.n_items:
             raise SeqrecError(
                 f"model returned scores of shape {tuple(scores.shape)}, "
@@ -198,10 +245,13 @@ class _Accumulator:
         # topk ranks NaN above every number, so a row holding a NaN shows it in top[:, 0]
         if np.isnan(top[:, 0]).any():
             raise SeqrecError("model returned NaN scores")
-        ranks, rows = _ranks_from_top(top, t.cpu().numpy().astype(np.float64), self.ties)
-        if len(rows):
-            sel = torch.as_tensor(rows, device=dev)
-            ranks[rows] = target_ranks(scores[sel], targets[sel], self.ties).cpu().numpy()
+        if negatives is not None:
+            ranks = sampled_ranks(scores, targets, negatives.to(dev), self.ties).cpu().numpy()
+        else:
+            ranks, rows = _ranks_from_top(top, t.cpu().numpy().astype(np.float64), self.ties)
+            if len(rows):
+                sel = torch.as_tensor(rows, device=dev)
+                ranks[rows] = target_ranks(scores[sel], targets[sel], self.ties).cpu().numpy()
         self.ranks.append(ranks)
 
         valid = np.isfinite(top)  # -inf entries (excluded items) are no recommendation
@@ -240,16 +290,19 @@ def _score_path(
     batch_size: int,
     exclude_history: bool,
     bar: Any,
+    qids: np.ndarray,
     users: np.ndarray | None = None,
 ) -> None:
     """Queries whose history is ``items[starts[q]:ends[q]]`` and target ``targets[q]``,
-    scored with ``model.score`` ``batch_size`` at a time. ``users``: (n_queries,) the
-    external user id of every query, for a model that ``uses_users`` (None: the data
-    has none); any other model is called without them."""
+    scored with ``model.score`` ``batch_size`` at a time (``qids``: the queries' ids,
+    which seed their sampled negatives). ``users``: (n_queries,) the external user id of
+    every query, for a model that ``uses_users`` (None: the data has none); any other
+    model is called without them."""
     with_users = takes_users(model)
     for lo in range(0, len(targets), batch_size):
         hi = min(lo + batch_size, len(targets))
         histories = [items[s:e] for s, e in zip(starts[lo:hi], ends[lo:hi])]
+        negatives = acc.sample(qids[lo:hi], targets[lo:hi], histories)  # None: full
         if with_users:
             ids = None if users is None else [str(u) for u in users[lo:hi]]
             scores = model.score(histories, users=ids)
@@ -261,7 +314,7 @@ def _score_path(
             rows = np.repeat(np.arange(hi - lo), lens)
             cols = items[_ranges(starts[lo:hi], lens)]
             exclude = torch.as_tensor(np.stack([rows, cols.astype(np.int64)]))
-        acc.add(scores, torch.as_tensor(targets[lo:hi], dtype=torch.long), exclude)
+        acc.add(scores, torch.as_tensor(targets[lo:hi], dtype=torch.long), exclude, negatives)
         bar.update(hi - lo)
 
 
@@ -275,7 +328,8 @@ def _step_path(
 ) -> None:
     """next-item with a recurrent model: sessions sorted by length (longest first) in
     batches; one ``step`` per event, the state carried along each session. At step j the
-    sessions still running are a prefix of the batch, so the state is simply cut."""
+    sessions still running are a prefix of the batch, so the state is simply cut. A
+    query's id is the position of its target in ``log.items``."""
     lengths = log.lengths
     order = np.argsort(-lengths, kind="stable")
     order = order[lengths[order] >= 2]
@@ -286,17 +340,21 @@ def _step_path(
         cols = np.arange(width)
         pos = log.offsets[sess][:, None] + np.minimum(cols[None, :], lens[:, None] - 1)
         state = model.init_state(len(sess))
-        seq = torch.as_tensor(log.items[pos].astype(np.int64), device=state.device)  # (B, L)
+        seq_np = log.items[pos].astype(np.int64)  # (B, L)
+        seq = torch.as_tensor(seq_np, device=state.device)  # (B, L)
         for j in range(width - 1):
             n_act = int(np.count_nonzero(lens >= j + 2))
             if n_act < state.shape[1]:
                 state = state[:, :n_act].contiguous()
+            negatives = acc.sample(
+                log.offsets[sess[:n_act]] + j + 1, seq_np[:n_act, j + 1], seq_np[:n_act, : j + 1]
+            )  # None: full ranking
             state, scores = model.step(state, seq[:n_act, j])
             exclude = None
             if exclude_history:
                 rows = torch.arange(n_act, device=seq.device).repeat_interleave(j + 1)
                 exclude = torch.stack([rows, seq[:n_act, : j + 1].reshape(-1)])
-            acc.add(scores, seq[:n_act, j + 1], exclude)
+            acc.add(scores, seq[:n_act, j + 1], exclude, negatives)
             bar.update(n_act)
 
 
@@ -354,8 +412,12 @@ def evaluate(
     unknown: str = "drop",
     progress: bool = False,
     use_step: bool | None = None,
+    sampled_negatives: int | None = None,
+    sampler: str = "uniform",
+    seed: int = 42,
 ) -> dict[str, Any]:
-    """Evaluate ``model`` by full ranking over its ``n_items_`` items.
+    """Evaluate ``model`` by full ranking over its ``n_items_`` items (by default), or by
+    sampled ranking when ``sampled_negatives`` is given.
 
     Protocols:
 
@@ -386,16 +448,31 @@ def evaluate(
     dense id, for ``popularity@K`` (None -> that key is None). ``use_step``: next-item
     only; None = use ``step`` when the model has it, False = always ``score``.
 
+    ``sampled_negatives`` (None = full ranking): rank each target among itself and N
+    items sampled for its query, never in the query's history nor the target, by
+    ``sampler`` (``"uniform"``, or ``"popularity"``: in proportion to
+    ``item_popularity``, which it then requires), with ``seed``: the negatives of a query
+    depend only on the seed, the query (its position in ``data``: the target's event
+    for next-item, the sample for samples / last-item), its history and target, so two
+    runs agree whatever the batch size or path. Ties as ``ties``, over the 1 + N
+    candidates; recall/MRR/NDCG are computed from these ranks, coverage and popularity
+    still from the full-catalogue top-K lists (what the model would recommend). A query
+    with fewer than N eligible items, or N >= the items that can be drawn, is an error
+    (:class:`SeqrecError`): every rank is among exactly 1 + N candidates. The result
+    then carries ``sampled_negatives``, ``sampler`` and ``seed``.
+
     Returns a flat dict: ``recall@K``, ``mrr@K``, ``ndcg@K``, ``coverage@K`` (share of
     the catalogue appearing in any top-K list), ``popularity@K`` (mean training
     popularity of the top-K items, as a fraction of training events) for each K, and
     ``n_queries``, ``n_unknown_targets``, ``n_unknown_history_items``, ``protocol``,
-    ``ties``, ``exclude_history``, ``eval_seconds``.
+    ``ties``, ``exclude_history``, ``eval_seconds`` and ``ranking``: ``"full"``, or
+    ``"sampled: N uniform negatives, seed S"`` (with ``popularity`` for that sampler).
     """
     t0 = time.perf_counter()
     _check_choice("protocol", protocol, PROTOCOLS)
     _check_choice("ties", ties, TIE_POLICIES)
     _check_choice("unknown-item policy", unknown, UNKNOWN_POLICIES)
+    _check_choice("sampler", sampler, SAMPLERS)
     ks = tuple(ks)
     if not ks or any(
         isinstance(k, bool) or not isinstance(k, int | np.integer) or k <= 0 for k in ks
@@ -425,8 +502,11 @@ def evaluate(
         raise SeqrecError(f"protocol {protocol!r} needs a Samples object (prefix -> label)")
     if use_step and not is_recurrent(model):
         raise SeqrecError("use_step=True but the model has no init_state/step")
+    negatives = None
+    if sampled_negatives is not None:
+        negatives = QueryNegatives(n_items, sampled_negatives, sampler, seed, counts=pop)
 
-    acc = _Accumulator(n_items, ks, ties, pop)
+    acc = _Accumulator(n_items, ks, ties, pop, negatives)
     if isinstance(data, SessionLog):
         log, n_unk_targets, n_unk_hist = _clean_sessions(data)
         _check_range(log.items, n_items)
@@ -454,11 +534,13 @@ def evaluate(
                     batch_size,
                     exclude_history,
                     bar,
+                    ends,  # query id: the position of the target
                     users,
                 )
     else:
         labels = data.labels
         keep = labels >= 0
+        qids = np.flatnonzero(keep)  # query id: the sample's index
         n_unk_targets = int(np.count_nonzero(~keep))
         prefixes = data.prefixes.select_sessions(keep)
         labels = labels[keep]
@@ -479,6 +561,7 @@ def evaluate(
                 batch_size,
                 exclude_history,
                 bar,
+                qids,
                 prefixes.session_ids,  # select_sessions / select_events keep them
             )
     bar.close()
@@ -491,7 +574,10 @@ def evaluate(
         ties=ties,
         exclude_history=bool(exclude_history),
         eval_seconds=time.perf_counter() - t0,
+        ranking="full" if negatives is None else negatives.label(),
     )
+    if negatives is not None:
+        out.update(sampled_negatives=negatives.n, sampler=negatives.sampler, seed=negatives.seed)
     return out
 
 

@@ -9,6 +9,7 @@ which reads them when it trains. A neural model's class lists its own defaults
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -85,27 +86,33 @@ class TrainConfig:
             _bad("matmul_precision = bfloat16 needs the fast step (fast_step = true, cell gru)")
 
 
-LOSS_NAMES = ("cross-entropy", "bpr-max", "top1-max", "bpr", "top1", "bce", "gbce")
+LOSS_NAMES = (
+    "cross-entropy", "bpr-max", "top1-max", "bpr", "top1", "bce", "gbce", "lambdarank", "infonce",
+)  # fmt: skip
 TARGET_COLUMN_LOSSES = ("bce", "gbce")  # the sequences family only
 
 
 @dataclass(frozen=True)
 class LossConfig:
     # bce and gbce: the sequences and user-item families only (losses over a target column)
-    loss: Literal["cross-entropy", "bpr-max", "top1-max", "bpr", "top1", "bce", "gbce"] = (
-        "cross-entropy"
-    )
+    loss: Literal[
+        "cross-entropy", "bpr-max", "top1-max", "bpr", "top1", "bce", "gbce", "lambdarank",
+        "infonce",
+    ] = "cross-entropy"  # fmt: skip
     bpreg: float = 1.0  # score regularisation of bpr-max
     elu_param: float = 0.0  # >0: ELU(alpha) on scores before the loss (bpr-max setups)
-    logq: float = 0.0  # logQ correction strength for cross-entropy
+    logq: float = 0.0  # logQ correction strength for cross-entropy and infonce
     mask_false_negatives: bool = False  # ignore negatives that equal the row's own target
     gbce_t: float = 0.0  # gbce calibration t in [0, 1] (Petrov & Macdonald 2023)
+    temperature: float = 1.0  # infonce: softmax over scores / temperature (1: cross-entropy)
 
     def validate(self) -> None:
         if self.elu_param < 0 or self.bpreg < 0 or self.logq < 0:
             _bad("elu_param, bpreg and logq must be >= 0")
         if not 0.0 <= self.gbce_t <= 1.0:
             _bad("gbce_t must be in [0, 1]")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            _bad("temperature must be a finite number > 0")
 
 
 @dataclass(frozen=True)

@@ -262,7 +262,10 @@ class FastStep:
             if cfg.mask_false_negatives:
                 mask = cand.unsqueeze(0) == tgt.unsqueeze(1)  # (B, C)
                 mask.fill_diagonal_(False)
-            loss = task.loss_fn(sc, log_q=log_q, logq=cfg.logq, bpreg=cfg.bpreg, mask=mask)
+            loss = task.loss_fn(
+                sc, log_q=log_q, logq=cfg.logq, bpreg=cfg.bpreg, mask=mask,
+                temperature=cfg.temperature,
+            )  # fmt: skip
             (d_scores,) = torch.autograd.grad(loss, leaf)
         return loss.detach(), d_scores
 

@@ -9,9 +9,11 @@ equals the row's target). The diagonal is never masked. Each loss returns the me
 the B rows of its per-row loss; a row left without any negative contributes 0.
 
 All losses share one keyword-only signature so a trainer can call any of them as
-``loss_fn(scores, log_q=..., logq=..., bpreg=..., mask=...)``; keywords a loss does not
-use are ignored. Formulas follow Hidasi et al. (ICLR 2016) and Hidasi & Karatzoglou
-(CIKM 2018).
+``loss_fn(scores, log_q=..., logq=..., bpreg=..., mask=..., temperature=...)``; keywords
+a loss does not use are ignored. Formulas follow Hidasi et al. (ICLR 2016) and Hidasi &
+Karatzoglou (CIKM 2018); ``lambdarank`` and ``infonce`` are the target-column losses of
+the second part of this module (:func:`lambdarank_target`, :func:`infonce_target`) with
+the diagonal as the target column.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ __all__ = [
     "bpr_max",
     "cross_entropy",
     "get_loss",
+    "infonce",
+    "lambdarank",
     "top1",
     "top1_max",
 ]
@@ -51,6 +55,7 @@ class LossFn(Protocol):
         logq: float = 0.0,
         bpreg: float = 1.0,
         mask: Tensor | None = None,
+        temperature: float = 1.0,
     ) -> Tensor: ...
 
 
@@ -98,6 +103,7 @@ def cross_entropy(
     logq: float = 0.0,
     bpreg: float = 1.0,
     mask: Tensor | None = None,
+    temperature: float = 1.0,
 ) -> Tensor:
     """Softmax cross-entropy of the diagonal over all C candidates.
 
@@ -126,6 +132,7 @@ def bpr_max(
     logq: float = 0.0,
     bpreg: float = 1.0,
     mask: Tensor | None = None,
+    temperature: float = 1.0,
 ) -> Tensor:
     """BPR-max: ``-log(sum_j s_j sigmoid(r_i - r_j) + eps) + bpreg * sum_j s_j r_j^2``.
 
@@ -150,6 +157,7 @@ def top1_max(
     logq: float = 0.0,
     bpreg: float = 1.0,
     mask: Tensor | None = None,
+    temperature: float = 1.0,
 ) -> Tensor:
     """TOP1-max: ``sum_j s_j (sigmoid(r_j - r_i) + sigmoid(r_j^2))``, s = softmax of negatives."""
     _check(scores, mask)
@@ -174,6 +182,7 @@ def bpr(
     logq: float = 0.0,
     bpreg: float = 1.0,
     mask: Tensor | None = None,
+    temperature: float = 1.0,
 ) -> Tensor:
     """BPR: mean over the row's negatives of ``-logsigmoid(r_i - r_j)``."""
     _check(scores, mask)
@@ -189,6 +198,7 @@ def top1(
     logq: float = 0.0,
     bpreg: float = 1.0,
     mask: Tensor | None = None,
+    temperature: float = 1.0,
 ) -> Tensor:
     """TOP1: mean over the row's negatives of ``sigmoid(r_j - r_i) + sigmoid(r_j^2)``."""
     _check(scores, mask)
@@ -198,12 +208,48 @@ def top1(
     return _mean_over_negatives(terms, excl, has_neg)
 
 
+def lambdarank(
+    scores: Tensor,
+    *,
+    log_q: Tensor | None = None,
+    logq: float = 0.0,
+    bpreg: float = 1.0,
+    mask: Tensor | None = None,
+    temperature: float = 1.0,
+) -> Tensor:
+    """LambdaRank-style loss with the diagonal as the positive: :func:`lambdarank_target`
+    with target column ``i`` for row ``i`` (``log_q``, ``logq``, ``bpreg`` and
+    ``temperature`` are ignored)."""
+    _check(scores, mask)
+    target = torch.arange(scores.shape[0], device=scores.device)  # (B,) the diagonal
+    return lambdarank_target(scores, target, mask=mask)
+
+
+def infonce(
+    scores: Tensor,
+    *,
+    log_q: Tensor | None = None,
+    logq: float = 0.0,
+    bpreg: float = 1.0,
+    mask: Tensor | None = None,
+    temperature: float = 1.0,
+) -> Tensor:
+    """InfoNCE with temperature ``tau`` and the diagonal as the positive:
+    :func:`cross_entropy` of ``scores / tau`` (logQ correction, if any, applied after the
+    division; see :func:`infonce_target`)."""
+    _check(scores, mask)
+    _check_temperature(temperature)
+    return cross_entropy(scores / temperature, log_q=log_q, logq=logq, mask=mask)
+
+
 LOSSES: dict[str, LossFn] = {
     "cross-entropy": cross_entropy,
     "bpr-max": bpr_max,
     "top1-max": top1_max,
     "bpr": bpr,
     "top1": top1,
+    "lambdarank": lambdarank,
+    "infonce": infonce,
 }
 
 
@@ -249,6 +295,7 @@ class TargetLossFn(Protocol):
         bpreg: float = 1.0,
         gbce_t: float = 0.0,
         n_items: int = 0,
+        temperature: float = 1.0,
     ) -> Tensor: ...
 
 
@@ -325,6 +372,7 @@ def softmax_cross_entropy(
     bpreg: float = 1.0,
     gbce_t: float = 0.0,
     n_items: int = 0,
+    temperature: float = 1.0,
 ) -> Tensor:
     """Softmax cross-entropy of the target column over the row's candidates:
     ``logsumexp_j r_j - r_target`` over the target and the unmasked columns.
@@ -382,6 +430,7 @@ def bpr_max_target(
     bpreg: float = 1.0,
     gbce_t: float = 0.0,
     n_items: int = 0,
+    temperature: float = 1.0,
 ) -> Tensor:
     """BPR-max (Hidasi & Karatzoglou, CIKM 2018) with a target column:
     ``-log(sum_j s_j sigmoid(r_t - r_j) + eps) + bpreg * sum_j s_j r_j^2``, ``s`` the
@@ -405,6 +454,7 @@ def top1_max_target(
     bpreg: float = 1.0,
     gbce_t: float = 0.0,
     n_items: int = 0,
+    temperature: float = 1.0,
 ) -> Tensor:
     """TOP1-max: ``sum_j s_j (sigmoid(r_j - r_t) + sigmoid(r_j^2))``, s = softmax of the
     row's negatives."""
@@ -424,6 +474,7 @@ def bpr_target(
     bpreg: float = 1.0,
     gbce_t: float = 0.0,
     n_items: int = 0,
+    temperature: float = 1.0,
 ) -> Tensor:
     """BPR (Rendle et al. UAI 2009): mean over the row's negatives of
     ``-log sigmoid(r_t - r_j)``."""
@@ -441,6 +492,7 @@ def top1_target(
     bpreg: float = 1.0,
     gbce_t: float = 0.0,
     n_items: int = 0,
+    temperature: float = 1.0,
 ) -> Tensor:
     """TOP1: mean over the row's negatives of ``sigmoid(r_j - r_t) + sigmoid(r_j^2)``."""
     rows = _Rows(scores, target, mask)
@@ -472,6 +524,7 @@ def bce(
     bpreg: float = 1.0,
     gbce_t: float = 0.0,
     n_items: int = 0,
+    temperature: float = 1.0,
 ) -> Tensor:
     """Binary cross-entropy: ``-log sigmoid(r_t) - sum_j log(1 - sigmoid(r_j))`` over the
     row's negatives (one negative: SASRec's loss, Kang & McAuley ICDM 2018)."""
@@ -490,6 +543,7 @@ def gbce(
     bpreg: float = 1.0,
     gbce_t: float = 0.0,
     n_items: int = 0,
+    temperature: float = 1.0,
 ) -> Tensor:
     """Generalised BCE (gBCE) of gSASRec: Petrov & Macdonald, "gSASRec: Reducing
     Overconfidence in Sequential Recommendation Trained with Negative Sampling",
@@ -508,6 +562,108 @@ def gbce(
     return rows.mean(per_row, needs_negative=False)
 
 
+def _gain(rank: Tensor) -> Tensor:
+    """DCG gain of the one relevant item at 1-based ``rank``: ``1 / log2(1 + rank)``."""
+    return 1.0 / torch.log2(1.0 + rank)
+
+
+def _lambda_ranks(scores: Tensor, rows: _Rows) -> tuple[Tensor, Tensor]:
+    """Detached 1-based ranks of the candidates in each row's current ranking.
+
+    The row's candidates are its target and its negatives (masked columns take no
+    place). Returns ``r_neg`` (N, C): the rank of each negative (other columns: 1,
+    unused) and ``r_pos`` (N, 1): the target's. Ties are broken against the target
+    (ranked after every negative scoring the same, the conservative policy of
+    evaluation) and between negatives by column order, so every candidate has a
+    distinct rank.
+    """
+    with torch.no_grad():
+        s = scores.detach()  # (N, C)
+        is_neg = ~rows.not_neg  # (N, C)
+        order = torch.sort(s, dim=1, descending=True, stable=True).indices  # (N, C)
+        # rank among the negatives: running count of negatives along the sorted row
+        among = torch.cumsum(is_neg.gather(1, order).to(torch.int64), dim=1)  # (N, C)
+        among = torch.empty_like(among).scatter_(1, order, among)  # back to columns
+        pos = rows.pos.detach()  # (N, 1)
+        r_neg = among + (pos > s).to(torch.int64)  # the target above it: one more
+        r_pos = 1 + ((s >= pos) & is_neg).sum(dim=1, keepdim=True)  # (N, 1)
+    return r_neg.clamp(min=1).to(s.dtype), r_pos.to(s.dtype)
+
+
+def lambdarank_target(
+    scores: Tensor,
+    target: Tensor,
+    *,
+    mask: Tensor | None = None,
+    log_q: Tensor | None = None,
+    logq: float = 0.0,
+    bpreg: float = 1.0,
+    gbce_t: float = 0.0,
+    n_items: int = 0,
+    temperature: float = 1.0,
+) -> Tensor:
+    """Listwise LambdaRank-style loss (Burges et al., "Learning to Rank with Nonsmooth
+    Cost Functions", NIPS 2006): RankNet's pairwise logistic loss of every (target,
+    negative) pair, weighted by how much NDCG swapping the pair would change.
+
+    For a row with target ``t`` and negatives ``J`` (its unmasked columns but ``t``)::
+
+        loss_row = 1/|J| * sum_{j in J} |dNDCG_j| * log(1 + exp(-(r_t - r_j)))
+        |dNDCG_j| = |1 / log2(1 + rank_t) - 1 / log2(1 + rank_j)|
+
+    ``rank`` is the 1-based position of a candidate when the row's candidates (``t`` and
+    ``J``) are sorted by their current scores; ranks are computed without gradient, so
+    the weights are constants of the step, as LambdaRank's lambdas are. With one
+    relevant item the ideal DCG is 1 and NDCG = ``1 / log2(1 + rank_t)``; swapping ``t``
+    with ``j`` moves it to ``1 / log2(1 + rank_j)``, hence the weight. Pairs between two
+    negatives have equal relevance and weigh 0. Ties are broken against the target
+    (it ranks after the negatives that score the same) and between negatives by column.
+
+    Normalisation: the per-row sum is divided by the number of negatives ``|J|`` (the
+    mean over the row's pairs, as :func:`bpr_target`), so the loss's scale does not grow
+    with the number of sampled negatives; a row left without negatives contributes 0;
+    the result is the mean over the kept rows. With ``negatives = "full"`` the
+    candidates are the whole catalogue (a sort of the (N, n_items) scores per step).
+    """
+    rows = _Rows(scores, target, mask)
+    r_neg, r_pos = _lambda_ranks(scores, rows)
+    weight = (_gain(r_pos) - _gain(r_neg)).abs().masked_fill(rows.not_neg, 0.0)  # (N, C)
+    terms = weight * F.softplus(scores - rows.pos)  # (N, C) = w * log(1 + exp(r_j - r_t))
+    return rows.mean(rows.neg_mean(terms))
+
+
+def _check_temperature(temperature: float) -> None:
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ConfigError(f"temperature must be a finite number > 0, got {temperature}")
+
+
+def infonce_target(
+    scores: Tensor,
+    target: Tensor,
+    *,
+    mask: Tensor | None = None,
+    log_q: Tensor | None = None,
+    logq: float = 0.0,
+    bpreg: float = 1.0,
+    gbce_t: float = 0.0,
+    n_items: int = 0,
+    temperature: float = 1.0,
+) -> Tensor:
+    """Contrastive InfoNCE (van den Oord et al. 2018) with temperature ``tau``:
+
+        loss_row = -log( exp(r_t / tau) / sum_{c in {t} + J} exp(r_c / tau) )
+
+    over the target ``t`` and the row's negatives ``J`` (masked columns ignored), i.e.
+    the softmax cross-entropy of ``scores / tau`` (:func:`softmax_cross_entropy`; ``tau =
+    1`` is exactly the cross-entropy). A small ``tau`` sharpens the softmax, so the
+    hardest negatives dominate the gradient. With ``log_q`` given and ``logq > 0`` the
+    logQ correction is subtracted after the division, ``r_c / tau - logq * log Q(c)``:
+    it corrects the sampling of the candidates, whatever scale the logits have.
+    """
+    _check_temperature(temperature)
+    return softmax_cross_entropy(scores / temperature, target, mask=mask, log_q=log_q, logq=logq)
+
+
 TARGET_LOSSES: dict[str, TargetLossFn] = {
     "cross-entropy": softmax_cross_entropy,
     "bpr-max": bpr_max_target,
@@ -516,6 +672,8 @@ TARGET_LOSSES: dict[str, TargetLossFn] = {
     "top1": top1_target,
     "bce": bce,
     "gbce": gbce,
+    "lambdarank": lambdarank_target,
+    "infonce": infonce_target,
 }
 
 
@@ -537,6 +695,8 @@ __all__ += [
     "gbce",
     "gbce_beta",
     "get_target_loss",
+    "infonce_target",
+    "lambdarank_target",
     "pos_neg_scores",
     "sampled_softmax",
     "softmax_cross_entropy",

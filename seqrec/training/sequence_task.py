@@ -24,8 +24,9 @@ that have a target, scores them against the candidates of ``negatives``
 * ``in-batch``: the batch's distinct targets (plus ``n_neg`` popularity negatives);
 
 and applies the loss named by ``loss`` (:data:`~seqrec.training.losses.TARGET_LOSSES`;
-with ``logq`` > 0 the cross-entropy subtracts ``logq * log Q`` of each candidate: the
-sampled softmax with logQ correction). The model never sees which loss it is trained
+with ``logq`` > 0 the cross-entropy and InfoNCE subtract ``logq * log Q`` of each
+candidate: the sampled softmax with logQ correction; ``temperature`` divides the scores
+of InfoNCE). The model never sees which loss it is trained
 with. Dense parameters are updated by ``torch.optim`` (Adam, or Adagrad); the item
 tables a network lists in ``row_params`` (optional) by the row-sparse
 :class:`~seqrec.training.optim.RowAdam` / :class:`~seqrec.training.optim.AdagradM`,
@@ -44,6 +45,7 @@ so the process's random stream is left as it was and a resumed run is exact.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -112,6 +114,7 @@ class SequenceOptions:
     logq: float = 0.0  # logQ correction strength of the cross-entropy
     bpreg: float = 1.0  # bpr-max score regularisation
     gbce_t: float = 0.0  # gbce calibration t in [0, 1]
+    temperature: float = 1.0  # infonce: softmax over scores / temperature
     elu_param: float = 0.0  # > 0: ELU(alpha) on the scores before the loss
     mask_hits: bool = True  # popularity: mask shared negatives equal to a row's positive
     threads: int | Literal["auto"] = 0  # intra-op CPU threads while training (0: leave)
@@ -142,6 +145,8 @@ class SequenceOptions:
             raise ConfigError("sample_alpha, logq, bpreg and elu_param must be >= 0")
         if not 0.0 <= self.gbce_t <= 1.0:
             raise ConfigError(f"gbce_t must be in [0, 1], got {self.gbce_t}")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ConfigError(f"temperature must be a finite number > 0, got {self.temperature}")
 
 
 class SequenceTask:
@@ -244,7 +249,7 @@ class SequenceTask:
             scores = torch.nn.functional.elu(scores, alpha=o.elu_param)
         loss = self.loss_fn(
             scores, column, mask=mask, log_q=log_q, logq=o.logq, bpreg=o.bpreg,
-            gbce_t=o.gbce_t, n_items=self.n_items,
+            gbce_t=o.gbce_t, n_items=self.n_items, temperature=o.temperature,
         )  # fmt: skip
         for p in self.net.parameters():
             p.grad = None
@@ -349,6 +354,7 @@ def sequence_task(
         logq=loss_cfg.logq,
         bpreg=loss_cfg.bpreg,
         gbce_t=loss_cfg.gbce_t,
+        temperature=loss_cfg.temperature,
         elu_param=loss_cfg.elu_param,
         mask_hits=loss_cfg.mask_false_negatives,
         n_neg=sampler_cfg.n_sample,

@@ -218,7 +218,10 @@ class SessionParallelTask:
         if lc.mask_false_negatives:
             mask = cand.unsqueeze(0) == tgt.unsqueeze(1)  # (B, C)
             mask.fill_diagonal_(False)
-        loss = self.loss_fn(scores, log_q=log_q, logq=lc.logq, bpreg=lc.bpreg, mask=mask)
+        loss = self.loss_fn(
+            scores, log_q=log_q, logq=lc.logq, bpreg=lc.bpreg, mask=mask,
+            temperature=lc.temperature,
+        )  # fmt: skip
         loss.backward()
 
         self.opt.tick()

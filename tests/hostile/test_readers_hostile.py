@@ -293,7 +293,8 @@ CONFIG_CASES: list[tuple[str, bytes, str]] = [
     ("huge-int-for-float", b"learning_rate = 1" + b"0" * 400 + b"\n", ""),
     ("out-of-range", b"dropout_p_hidden = 1.5\n", "gru4rec: dropout_p_hidden must be in [0, 1)"),
     ("bad-literal", b'loss = "bpr-min"\n', "config key 'loss': 'bpr-min' is not one of "
-     "'cross-entropy', 'bpr-max', 'top1-max', 'bpr', 'top1', 'bce', 'gbce'"),
+     "'cross-entropy', 'bpr-max', 'top1-max', 'bpr', 'top1', 'bce', 'gbce', 'lambdarank', "
+     "'infonce'"),
 ]
 
 

@@ -85,8 +85,45 @@ def ref_top1(scores, mask=None):
     return total / len(scores)
 
 
+def _softplus(x: float) -> float:
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+
+
+def _gain(rank: int) -> float:
+    return 1.0 / math.log2(1.0 + rank)
+
+
+def ref_lambda_ranks(row: list[float], t: int, neg: list[int]) -> tuple[int, dict[int, int]]:
+    """1-based ranks of the target ``t`` and of each negative among ``t`` and ``neg``:
+    ties put the target after the negatives, and negatives in column order."""
+    r_pos = 1 + sum(1 for k in neg if row[k] >= row[t])
+    ranks = {}
+    for j in neg:
+        above = sum(1 for k in neg if row[k] > row[j] or (row[k] == row[j] and k < j))
+        ranks[j] = 1 + above + (1 if row[t] > row[j] else 0)
+    return r_pos, ranks
+
+
+def ref_lambdarank(scores, mask=None):
+    total = 0.0
+    for i, row in enumerate(scores):
+        neg = _negatives(scores, mask, i)
+        if not neg:
+            continue
+        r_pos, ranks = ref_lambda_ranks(row, i, neg)
+        pairs = [abs(_gain(r_pos) - _gain(ranks[j])) * _softplus(row[j] - row[i]) for j in neg]
+        total += sum(pairs) / len(neg)
+    return total / len(scores)
+
+
+def ref_infonce(scores, mask=None, log_q=None, logq=0.0, tau=1.0):
+    return ref_cross_entropy([[x / tau for x in row] for row in scores], mask, log_q, logq)
+
+
 REFS = {
     "cross-entropy": ref_cross_entropy,
+    "lambdarank": ref_lambdarank,
+    "infonce": ref_infonce,
     "bpr-max": ref_bpr_max,
     "top1-max": ref_top1_max,
     "bpr": ref_bpr,
@@ -262,3 +299,22 @@ def test_gradcheck(name: str, masked: bool) -> None:
     assert torch.autograd.gradcheck(
         lambda s: fn(s, log_q=log_q, logq=0.7, bpreg=0.3, mask=mask), (scores,)
     )
+
+
+def test_infonce_temperature_and_logq_match_reference() -> None:
+    """InfoNCE = cross-entropy of scores / tau, the logQ correction after the division."""
+    log_q = [-1.0, -3.5, -0.2, -7.0, -2.0]
+    fn = get_loss("infonce")
+    for tau in (0.25, 1.0, 3.0):
+        for mask in (None, MASK_WIDE):
+            scores = torch.tensor(WIDE, dtype=torch.float64, requires_grad=True)
+            m = None if mask is None else torch.tensor(mask)
+            lq = torch.tensor(log_q, dtype=torch.float64)
+            loss = fn(scores, log_q=lq, logq=0.7, mask=m, temperature=tau)
+            want = ref_infonce(WIDE, mask=mask, log_q=log_q, logq=0.7, tau=tau)
+            assert loss.item() == pytest.approx(want, rel=1e-10)
+            _check_grad(loss, scores)
+    plain = torch.tensor(SQUARE)
+    assert fn(plain).item() == pytest.approx(cross_entropy(plain).item(), rel=1e-7)
+    with pytest.raises(ConfigError, match="temperature"):
+        fn(plain, temperature=0.0)

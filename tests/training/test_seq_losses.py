@@ -32,7 +32,13 @@ def _sig(x: torch.Tensor) -> torch.Tensor:
     return 1.0 / (1.0 + torch.exp(-x))
 
 
-def ref_loss(name, scores, target, mask=None, log_q=None, logq=0.0, bpreg=1.0, t=0.0, n_items=0):
+def _gain(rank: int) -> float:
+    return 1.0 / math.log2(1.0 + rank)
+
+
+def ref_loss(
+    name, scores, target, mask=None, log_q=None, logq=0.0, bpreg=1.0, t=0.0, n_items=0, tau=1.0
+):
     n, c = scores.shape
     total = scores.new_zeros(())
     kept = 0
@@ -44,9 +50,10 @@ def ref_loss(name, scores, target, mask=None, log_q=None, logq=0.0, bpreg=1.0, t
         row = scores[i]
         m = mask[i].tolist() if mask is not None else None
         neg = _negs(c, tc, m)
-        if name == "cross-entropy":
+        if name in ("cross-entropy", "infonce"):
             lq = None if log_q is None else (log_q if log_q.dim() == 1 else log_q[i])
-            adj = [row[j] - (logq * lq[j] if lq is not None else 0.0) for j in range(c)]
+            div = tau if name == "infonce" else 1.0
+            adj = [row[j] / div - (logq * lq[j] if lq is not None else 0.0) for j in range(c)]
             z = sum(torch.exp(adj[j]) for j in [tc, *neg])
             total = total + torch.log(z) - adj[tc]
             continue
@@ -72,6 +79,16 @@ def ref_loss(name, scores, target, mask=None, log_q=None, logq=0.0, bpreg=1.0, t
                 loss = sum(s[j] * (_sig(row[j] - row[tc]) + _sig(row[j] ** 2)) for j in neg)
         elif name == "bpr":
             loss = sum(-torch.log(_sig(row[tc] - row[j])) for j in neg) / len(neg)
+        elif name == "lambdarank":
+            v = row.tolist()  # ranks of the current scores: constants (no gradient)
+            r_t = 1 + sum(1 for k in neg if v[k] >= v[tc])  # the target after its ties
+            loss = 0.0
+            for j in neg:
+                above = sum(1 for k in neg if v[k] > v[j] or (v[k] == v[j] and k < j))
+                r_j = 1 + above + (1 if v[tc] > v[j] else 0)
+                w = abs(_gain(r_t) - _gain(r_j))
+                loss = loss + w * torch.log(1 + torch.exp(-(row[tc] - row[j])))
+            loss = loss / len(neg)
         else:  # top1
             loss = sum(_sig(row[j] - row[tc]) + _sig(row[j] ** 2) for j in neg) / len(neg)
         total = total + loss
@@ -95,12 +112,12 @@ def _case(seed: int, n: int = 6, c: int = 5, masked: bool = True, ignore: bool =
 def test_loss_matches_loop_reference_value_and_gradient(name: str, masked: bool) -> None:
     for seed in range(3):
         scores, target, mask = _case(seed, masked=masked)
-        kw = {"bpreg": 0.7, "gbce_t": 0.6, "n_items": 40}
+        kw = {"bpreg": 0.7, "gbce_t": 0.6, "n_items": 40, "temperature": 0.5}
         a = scores.clone().requires_grad_()
         got = get_target_loss(name)(a, target, mask=mask, **kw)
         got.backward()
         b = scores.clone().requires_grad_()
-        want = ref_loss(name, b, target, mask, bpreg=0.7, t=0.6, n_items=40)
+        want = ref_loss(name, b, target, mask, bpreg=0.7, t=0.6, n_items=40, tau=0.5)
         want.backward()
         assert got.item() == pytest.approx(want.item(), rel=1e-9, abs=1e-12)
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-7, atol=1e-10)
@@ -117,6 +134,15 @@ def test_sampled_softmax_logq_matches_reference(shape: str) -> None:
     got.backward()
     b = scores.clone().requires_grad_()
     want = ref_loss("cross-entropy", b, target, mask, log_q=log_q, logq=0.8)
+    want.backward()
+    assert got.item() == pytest.approx(want.item(), rel=1e-9)
+    torch.testing.assert_close(a.grad, b.grad)
+    # InfoNCE: the same correction after dividing the scores by the temperature
+    a = scores.clone().requires_grad_()
+    got = get_target_loss("infonce")(a, target, mask=mask, log_q=log_q, logq=0.8, temperature=0.3)
+    got.backward()
+    b = scores.clone().requires_grad_()
+    want = ref_loss("infonce", b, target, mask, log_q=log_q, logq=0.8, tau=0.3)
     want.backward()
     assert got.item() == pytest.approx(want.item(), rel=1e-9)
     torch.testing.assert_close(a.grad, b.grad)

@@ -1,21 +1,27 @@
-"""Padded, left-truncated sequence batches for non-recurrent models (SASRec, FPMC, ...).
+"""Padded, left-truncated sequence batches for non-recurrent models (SASRec, FPMC, Caser, ...).
 
-A batch is two ``(B, T)`` int64 arrays, ``T = max_len``:
+A batch is two int64 arrays, ``T = max_len``:
 
 * ``inputs``: each row is a window of one session's items in time order,
   **right-aligned**: the most recent item is in column ``T - 1`` and shorter windows are
   padded on the left with :data:`PAD` (-1). Sessions longer than the window are
   **left-truncated** (the oldest items are dropped, the most recent ``T`` kept). In the
   masked layout, masked positions hold :data:`MASK` (-2) instead of their item.
-* ``targets``: the item to predict at each position, or :data:`PAD` (-1) where there is
-  nothing to predict (padding, unmasked positions, ...). Losses ignore those positions.
+* ``targets``: ``(B, T)``, the item to predict at each position, or :data:`PAD` (-1)
+  where there is nothing to predict (padding, unmasked positions, ...). Losses ignore
+  those positions. The ``window`` layout's targets are ``(B, n_targets)`` instead: the
+  next items after the window, all predicted from the window's one state.
+
+When the batcher is given the user code of every session (``users``), a batch has a
+third array: ``(B,)`` int64, the user of each sample's session (-1: unknown), for
+networks that embed users (Caser); without it batches are the two arrays above.
 
 Negative ids never collide with items (dense ids ``0..n_items-1``). The convention
 (PAD, MASK, :func:`pad_histories` for inference, :func:`embedding_ids` mapping them to
 embedding rows) lives in :mod:`seqrec.nn.padding`, which model files may import; it is
 re-exported here.
 
-Three target layouts (``layout``):
+Four target layouts (``layout``):
 
 ``causal``
     One sample per session (length >= 2): inputs ``x[0..n-2]``, targets ``x[1..n-1]`` -
@@ -31,6 +37,15 @@ Three target layouts (``layout``):
     One sample per prefix: for every event ``j`` of a session that has a next event, the
     window ending at ``x[j]`` with the single target ``x[j + 1]`` in the last column
     (the prefix augmentation of session-based models: GRU4Rec's pairs, SR-GNN's samples).
+``window``
+    One sample per prefix, as ``last``: the window ending at ``x[j]`` (the last ``T``
+    items, left-padded with PAD when fewer) and, as targets, the next ``n_targets``
+    items ``x[j + 1 .. j + n_targets]`` (PAD past the session's end) - Caser's
+    "L items -> the next T items" samples (Tang & Wang, WSDM 2018). The paper slides
+    only full windows of ``L + T`` items; here every position of every session gives a
+    sample (short windows left-padded, windows near the end with fewer targets), so the
+    samples are the ``last`` layout's with more targets. A network trained on this
+    layout returns one state per sample, ``(B, 1, d)``, scored against every target.
 
 An epoch's plan (sample order and, for ``masked``, which events are masked) is drawn at
 once with a numpy Generator seeded from ``(seed, epoch)``, so epochs are deterministic,
@@ -60,8 +75,8 @@ __all__ = [
     "pad_histories",
 ]
 
-Layout = Literal["causal", "masked", "last"]
-LAYOUTS: tuple[str, ...] = ("causal", "masked", "last")
+Layout = Literal["causal", "masked", "last", "window"]
+LAYOUTS: tuple[str, ...] = ("causal", "masked", "last", "window")
 
 
 def _windows(items: np.ndarray, ends: np.ndarray, starts: np.ndarray, T: int) -> np.ndarray:
@@ -90,10 +105,13 @@ class SequenceBatcher:
     Args:
         log: the training sessions (sessions shorter than 2 are skipped).
         max_len: window length ``T`` (most recent items kept).
-        layout: ``"causal"``, ``"masked"`` or ``"last"``.
+        layout: ``"causal"``, ``"masked"``, ``"last"`` or ``"window"``.
         mask_prob: masking probability of the masked layout.
         seed: seed of the per-epoch numpy Generators.
         shuffle: shuffle the samples every epoch (else the log's order).
+        n_targets: window layout: the next items predicted from each window (others: 1).
+        users: ``(n_sessions,)`` int64 user code of every session of ``log`` (-1:
+            unknown): batches then carry each sample's user as a third array.
     """
 
     def __init__(
@@ -105,6 +123,8 @@ class SequenceBatcher:
         mask_prob: float = 0.2,
         seed: int = 0,
         shuffle: bool = True,
+        n_targets: int = 1,
+        users: np.ndarray | None = None,
     ) -> None:
         if max_len < 1:
             raise ValueError(f"max_len must be >= 1, got {max_len}")
@@ -112,27 +132,42 @@ class SequenceBatcher:
             raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
         if layout == "masked" and not 0.0 < mask_prob <= 1.0:
             raise ValueError(f"mask_prob must be in (0, 1], got {mask_prob}")
+        if n_targets < 1 or (n_targets > 1 and layout != "window"):
+            raise ValueError(
+                f"n_targets must be 1, or >= 1 with the window layout, got {n_targets}"
+            )
+        if users is not None and len(users) != log.n_sessions:
+            raise ValueError(
+                f"users must have one code per session ({log.n_sessions}), got {len(users)}"
+            )
         self.items = np.asarray(log.items, dtype=np.int64)  # (n_events,)
         if self.items.size and self.items.min() < 0:
             raise ValueError("the log holds unknown items (-1); drop them first")
         self.T, self.layout, self.mask_prob = int(max_len), layout, float(mask_prob)
-        self.seed, self.shuffle = int(seed), bool(shuffle)
+        self.seed, self.shuffle, self.n_targets = int(seed), bool(shuffle), int(n_targets)
         lengths = log.lengths
         sess = np.flatnonzero(lengths >= 2)  # sessions with a training pair
         first = log.offsets[:-1][sess]  # (S,) first event
         last = log.offsets[1:][sess] - 1  # (S,) last event
-        if layout == "last":  # one sample per event that has a next event
+        if layout in ("last", "window"):  # one sample per event that has a next event
             pairs = lengths[sess] - 1
             starts = np.repeat(first, pairs)
             ends = starts + np.arange(int(pairs.sum())) - np.repeat(np.cumsum(pairs) - pairs, pairs)
             self._starts, self._ends = starts, ends  # window x[start..end], target end + 1
-            self._fixed_targets = len(ends)
+            self._lasts = np.repeat(last, pairs)  # (n_samples,) the session's last event
+            sample_sess = np.repeat(sess, pairs)
+            self._fixed_targets = int(np.minimum(self._lasts - ends, self.n_targets).sum())
         elif layout == "causal":
             self._starts, self._ends = first, last - 1  # inputs end before the last item
+            sample_sess = sess
             self._fixed_targets = int(np.minimum(lengths[sess] - 1, self.T).sum())
         else:
             self._starts, self._ends = first, last
+            sample_sess = sess
             self._fixed_targets = -1
+        self._users = (
+            None if users is None else np.asarray(users, dtype=np.int64)[sample_sess]
+        )  # (n_samples,) the user of each sample, or None
 
     @property
     def n_samples(self) -> int:
@@ -157,8 +192,10 @@ class SequenceBatcher:
         masked[self._ends[none]] = True
         return EpochPlan(order=order, masked=masked, n_targets=int(masked.sum()))
 
-    def batch(self, samples: np.ndarray, plan: EpochPlan) -> tuple[np.ndarray, np.ndarray]:
-        """(inputs, targets), each (len(samples), T) int64, for the given sample ids."""
+    def batch(self, samples: np.ndarray, plan: EpochPlan) -> tuple[np.ndarray, ...]:
+        """(inputs, targets[, users]) for the given sample ids: inputs ``(B, T)``,
+        targets ``(B, T)`` (``(B, n_targets)`` in the window layout), users ``(B,)``
+        when the batcher was given users."""
         starts, ends = self._starts[samples], self._ends[samples]
         T = self.T
         if self.layout == "causal":
@@ -168,6 +205,11 @@ class SequenceBatcher:
             inputs = _windows(self.items, ends, starts, T)
             targets = np.full_like(inputs, PAD)
             targets[:, -1] = self.items[ends + 1]
+        elif self.layout == "window":
+            inputs = _windows(self.items, ends, starts, T)
+            pos = ends[:, None] + 1 + np.arange(self.n_targets)[None, :]  # (B, n_targets)
+            valid = pos <= self._lasts[samples][:, None]
+            targets = np.where(valid, self.items[np.where(valid, pos, 0)], PAD)
         else:
             assert plan.masked is not None
             inputs = _windows(self.items, ends, starts, T)
@@ -175,11 +217,13 @@ class SequenceBatcher:
             hit = (inputs >= 0) & plan.masked[np.maximum(pos, 0)]
             targets = np.where(hit, inputs, PAD)
             inputs = np.where(hit, MASK, inputs)
-        return inputs, targets
+        if self._users is None:
+            return inputs, targets
+        return inputs, targets, self._users[samples]
 
     def batches(
         self, epoch: int, batch_size: int, plan: EpochPlan | None = None
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    ) -> Iterator[tuple[np.ndarray, ...]]:
         """The epoch's batches in order (the last one may be smaller)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from seqrec.errors import ConfigError, ModelFileError
 from seqrec.models.base import Recommender, read_model_info
+from seqrec.models.caser import Caser
 from seqrec.models.fpmc import FPMC
 from seqrec.models.gru4rec import GRU4Rec
 from seqrec.models.hybrid import GRU4RecVSKNN, Hybrid
@@ -23,6 +24,7 @@ MODELS: dict[str, type[Recommender]] = {
     GRU4Rec.name: GRU4Rec,
     FPMC.name: FPMC,
     SASRec.name: SASRec,
+    Caser.name: Caser,
     Markov.name: Markov,
     SR.name: SR,
     AR.name: AR,

@@ -170,8 +170,9 @@ class SequenceConfig:
     batch's targets with ``"in-batch"``; ``"full"`` scores the whole catalogue.
     """
 
-    layout: Literal["causal", "masked", "last"] = "causal"  # where the targets are
+    layout: Literal["causal", "masked", "last", "window"] = "causal"  # where the targets are
     max_len: int = 50  # window: the most recent items of a session kept
+    n_targets: int = 1  # window layout: the next items predicted from each window
     mask_prob: float = 0.2  # masked layout: probability of masking an item
     sort_pool: int = 0  # > 0: batches of similar-length histories (pools of this many batches)
     negatives: Literal["full", "uniform", "popularity", "in-batch"] = "full"
@@ -181,6 +182,8 @@ class SequenceConfig:
     def validate(self) -> None:
         if self.max_len < 1:
             _bad("max_len must be >= 1")
+        if self.n_targets < 1 or (self.n_targets > 1 and self.layout != "window"):
+            _bad(f"n_targets must be 1 with layout {self.layout!r} (> 1 needs layout 'window')")
         if not 0.0 < self.mask_prob <= 1.0:
             _bad("mask_prob must be in (0, 1]")
         if self.sort_pool < 0:

@@ -9,6 +9,7 @@ from seqrec.errors import ConfigError, ModelFileError
 from seqrec.models.base import Recommender, read_model_info
 from seqrec.models.bert4rec import BERT4Rec
 from seqrec.models.bprmf import BPRMF
+from seqrec.models.caser import Caser
 from seqrec.models.fpmc import FPMC
 from seqrec.models.gru4rec import GRU4Rec
 from seqrec.models.hybrid import GRU4RecVSKNN, Hybrid
@@ -27,6 +28,7 @@ MODELS: dict[str, type[Recommender]] = {
     SASRec.name: SASRec,
     BERT4Rec.name: BERT4Rec,
     BPRMF.name: BPRMF,
+    Caser.name: Caser,
     Markov.name: Markov,
     SR.name: SR,
     AR.name: AR,

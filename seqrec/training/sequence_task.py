@@ -6,14 +6,21 @@ A network of this family (:class:`SequenceNet`) has two methods:
 * ``forward(seqs)``: ``(B, T)`` int64 padded histories (:mod:`seqrec.nn.padding`:
   right-aligned, PAD = -1, MASK = -2) -> ``(B, T, d)`` hidden states, the state at
   column ``t`` predicting the target at column ``t`` (a causal model must not look at
-  later columns; a cloze model may);
+  later columns; a cloze model may); or ``(B, 1, d)``: one state per sample, scored
+  against every target of its row (the ``last`` and ``window`` layouts: Caser);
 * ``item_scores(hidden, items=None)``: ``(N, d)`` hidden states -> scores of
   all items ``(N, n_items)`` (``items`` None), of shared candidates ``(N, C)``
   (``items`` (C,)) or of per-row candidates ``(N, K)`` (``items`` (N, K)).
 
+A network that embeds users sets ``uses_users = True``; its forward is then
+``forward(seqs, users)`` with ``users`` ``(B,)`` int64, the dense user code of each
+sample's session (-1: unknown). The codes of the training sessions come from the model
+(:class:`SessionUsers`, e.g. Caser's user index over the log's ``session_ids``); the
+batches then carry them as a third array. Other networks see two-array batches.
+
 The task cuts the sessions into batches (:class:`~seqrec.training.sequences.SequenceBatcher`;
-``layout`` causal / masked / last-of-prefix), gathers the hidden states of the positions
-that have a target, scores them against the candidates of ``negatives``
+``layout`` causal / masked / last-of-prefix / window), gathers the hidden states of the
+positions that have a target, scores them against the candidates of ``negatives``
 
 * ``full``: the whole catalogue (the loss sees every item);
 * ``uniform``: ``n_neg`` uniform negatives per position, never the positive (nor the
@@ -48,7 +55,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -64,38 +71,58 @@ from seqrec.training.sampling import PopularitySampler, in_batch_candidates, uni
 from seqrec.training.sequences import LAYOUTS, EpochPlan, SequenceBatcher, trim_batch
 from seqrec.training.threads import resolve_threads
 
-__all__ = ["NEGATIVES", "SequenceNet", "SequenceOptions", "SequenceTask", "sequence_task"]
+__all__ = [
+    "NEGATIVES",
+    "SequenceNet",
+    "SequenceOptions",
+    "SequenceTask",
+    "SessionUsers",
+    "sequence_task",
+]
 
 NEGATIVES: tuple[str, ...] = ("full", "uniform", "popularity", "in-batch")
 OPTIMIZERS: tuple[str, ...] = ("adam", "adagrad")
 
-Batch = tuple[Tensor, Tensor]  # inputs (B, T), targets (B, T); int64, PAD = -1
+# inputs (B, T), targets (B, T) | (B, n_targets) [, users (B,)]; int64, PAD = -1
+Batch = tuple[Tensor, ...]
 
 
 class SequenceNet(Protocol):
     """What the padded-sequence task needs from a model's network."""
 
     def __call__(self, seqs: Tensor) -> Tensor:
-        """(B, T) int64 padded histories -> (B, T, d) hidden states."""
+        """(B, T) int64 padded histories -> (B, T, d) | (B, 1, d) hidden states
+        (``uses_users``: called as ``net(seqs, users)``, users (B,) int64)."""
         ...
 
     def item_scores(self, hidden: Tensor, items: Tensor | None = None) -> Tensor:
         """(N, d) -> (N, n_items) | (N, C) for items (C,) | (N, K) for items (N, K)."""
         ...
 
-    # optional: ``row_params: list[str]``, item tables updated row-sparsely
+    # optional: ``row_params: list[str]``, item tables updated row-sparsely;
+    # ``uses_users: bool``, forward takes the samples' user codes
 
     def parameters(self) -> Iterator[nn.Parameter]: ...
 
     def train(self, mode: bool = True) -> Any: ...
 
 
+@runtime_checkable
+class SessionUsers(Protocol):
+    """A model whose network embeds users: the user code of every training session."""
+
+    def session_users(self, log: SessionLog) -> np.ndarray:
+        """(n_sessions,) int64 dense user code of every session of ``log`` (-1: unknown)."""
+        ...
+
+
 @dataclass(frozen=True)
 class SequenceOptions:
     """How the task batches, samples, scores and updates (validated on construction)."""
 
-    layout: Literal["causal", "masked", "last"] = "causal"
+    layout: Literal["causal", "masked", "last", "window"] = "causal"
     max_len: int = 50  # window T: the most recent items kept
+    n_targets: int = 1  # window layout: the next items predicted from each window
     mask_prob: float = 0.2  # masked layout: masking probability
     batch_size: int = 128  # sessions (causal, masked) or prefixes (last) per batch
     shuffle: bool = True  # shuffle the samples every epoch
@@ -135,6 +162,11 @@ class SequenceOptions:
             raise ConfigError("max_len and batch_size must be >= 1")
         if self.sort_pool < 0:
             raise ConfigError(f"sort_pool must be >= 0, got {self.sort_pool}")
+        if self.n_targets < 1 or (self.n_targets > 1 and self.layout != "window"):
+            raise ConfigError(
+                f"n_targets must be 1 with the {self.layout} layout (> 1: window), "
+                f"got {self.n_targets}"
+            )
         if not 0.0 < self.mask_prob <= 1.0:
             raise ConfigError(f"mask_prob must be in (0, 1], got {self.mask_prob}")
         if self.learning_rate <= 0 or self.weight_decay < 0:
@@ -157,6 +189,8 @@ class SequenceTask:
         train: the training sessions (dense item ids, no unknown items).
         n_items: catalogue size.
         options: batching, negatives, loss and optimiser settings.
+        users: ``(n_sessions,)`` int64 user code of every session of ``train`` (-1:
+            unknown), for a net with ``uses_users``; None gives every sample -1.
     """
 
     def __init__(
@@ -165,13 +199,19 @@ class SequenceTask:
         train: SessionLog,
         n_items: int,
         options: SequenceOptions,
+        users: np.ndarray | None = None,
     ) -> None:
         self.net, self.n_items, self.o = net, int(n_items), options
         self.device = next(net.parameters()).device
         o = options
+        if getattr(net, "uses_users", False):
+            if users is None:
+                users = np.full(train.n_sessions, -1, dtype=np.int64)
+        else:
+            users = None  # two-array batches: the net takes no users
         self.batcher = SequenceBatcher(
             train, o.max_len, o.layout, mask_prob=o.mask_prob, seed=o.seed, shuffle=o.shuffle,
-            sort_pool=o.sort_pool, batch_size=o.batch_size,
+            sort_pool=o.sort_pool, batch_size=o.batch_size, n_targets=o.n_targets, users=users,
         )  # fmt: skip
         # a net that needs the full window width says so; otherwise every batch is cut
         # to its longest window (the states of real positions are unchanged)
@@ -225,22 +265,26 @@ class SequenceTask:
             if threads and threads != previous:
                 torch.set_num_threads(threads)
             try:
-                for inputs, targets in self.batcher.batches(epoch, self.o.batch_size, plan):
+                for arrays in self.batcher.batches(epoch, self.o.batch_size, plan):
                     if self.trim:
-                        inputs, targets = trim_batch(inputs, targets)
-                    yield (
-                        torch.from_numpy(inputs).to(self.device),
-                        torch.from_numpy(targets).to(self.device),
-                    )
+                        arrays = trim_batch(*arrays)
+                    yield tuple(torch.from_numpy(a).to(self.device) for a in arrays)
             finally:
                 self.net.eval()
                 if torch.get_num_threads() != previous:
                     torch.set_num_threads(previous)
 
     def train_step(self, batch: Batch) -> tuple[Tensor, int]:
-        inputs, targets = batch  # (B, T), (B, T)
+        inputs, targets = batch[0], batch[1]  # (B, T), (B, T) | (B, n_targets)
         o, net = self.o, self.net
-        hidden = net(inputs)  # (B, T, d)
+        hidden = net(inputs, batch[2]) if len(batch) == 3 else net(inputs)  # (B, T | 1, d)
+        if hidden.shape[1] != targets.shape[1]:
+            if hidden.shape[1] != 1:
+                raise ValueError(
+                    f"the net returned {hidden.shape[1]} states per row for "
+                    f"{targets.shape[1]} target columns (want one per column, or 1)"
+                )
+            hidden = hidden.expand(-1, targets.shape[1], -1)  # one state for every target
         sel = targets >= 0  # (B, T)
         h = hidden[sel]  # (N, d)
         tgt = targets[sel]  # (N,)
@@ -341,6 +385,11 @@ def sequence_task(
     :class:`~seqrec.trainconfig.SequenceConfig`, are read from ``model.training_keys``)."""
     keys = model.training_keys
     seq = {f: keys[f] for f in SequenceConfig.__dataclass_fields__}
+    users = None
+    if getattr(model.net_, "uses_users", False):  # type: ignore[attr-defined]
+        if not isinstance(model, SessionUsers):
+            raise ConfigError(f"{model.name}: its net embeds users but it has no session_users")
+        users = model.session_users(train)
     options = SequenceOptions(
         **seq,
         batch_size=cfg.batch_size,
@@ -361,4 +410,4 @@ def sequence_task(
         sample_alpha=sampler_cfg.sample_alpha,
         sample_cache=sampler_cfg.sample_cache,
     )
-    return SequenceTask(model.net_, train, model.n_items_, options)  # type: ignore[attr-defined]
+    return SequenceTask(model.net_, train, model.n_items_, options, users)  # type: ignore[attr-defined]

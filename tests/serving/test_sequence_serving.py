@@ -1,9 +1,10 @@
-"""Serving the padded-sequence transformers (SASRec, BERT4Rec): they keep no recurrent
-state, so the runtime re-encodes the session's stored recent history on every click.
+"""Serving the padded-sequence models (FPMC, SASRec, BERT4Rec, Caser): they keep no
+recurrent state, so the runtime re-encodes the session's stored recent history on every click.
 Click by click, the runtime and the HTTP app answer exactly as the model scores the
 whole history; a session longer than the model's window is answered from its most
-recent items (BERT4Rec: ``max_len - 1`` and the appended MASK); unknown items are
-reported and dropped (issue 17)."""
+recent items (BERT4Rec: ``max_len - 1`` and the appended MASK; Caser: its last ``L``;
+Caser without a known user, i.e. a zero user vector); unknown items are reported and
+dropped (issue 17)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import pytest
 
 from seqrec.models import load_model
 from seqrec.models.bert4rec import BERT4Rec
+from seqrec.models.caser import Caser
+from seqrec.models.fpmc import FPMC
 from seqrec.models.sasrec import SASRec
 from seqrec.serving.runtime import Runtime
 
@@ -22,8 +25,16 @@ from .conftest import ITEMS, SESSIONS, _fit
 from .test_knn_serving import CLICKS, K, model_answer
 
 SMALL = {"hidden": 8, "n_blocks": 1, "max_len": 4, "n_epochs": 1, "batch_size": 4}
-MODELS = {"sasrec": (SASRec, SMALL), "bert4rec": (BERT4Rec, {**SMALL, "n_heads": 2})}
-WINDOW = {"sasrec": 4, "bert4rec": 3}  # history items the model reads (max_len 4)
+MODELS = {
+    "sasrec": (SASRec, SMALL),
+    "bert4rec": (BERT4Rec, {**SMALL, "n_heads": 2}),
+    "fpmc": (FPMC, {"factors": 8, "max_len": 4, "n_epochs": 1, "batch_size": 4}),
+    "caser": (
+        Caser,
+        {"hidden": 8, "n_h": 2, "n_v": 2, "L": 3, "max_len": 3, "n_epochs": 1, "batch_size": 4},
+    ),
+}
+WINDOW = {"sasrec": 4, "bert4rec": 3, "fpmc": 4, "caser": 3}  # history items the model reads
 
 
 @pytest.fixture(scope="module")

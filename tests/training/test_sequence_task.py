@@ -159,9 +159,63 @@ def test_validation_sees_eval_mode_after_every_epoch() -> None:
     assert not task.net.training  # left in eval mode after each epoch
 
 
+class OneStateNet(FakeNet):
+    """One state per sample, ``(B, 1, d)``: the embedding of the last column; with
+    ``uses_users`` it takes (and records) the samples' user codes."""
+
+    def __init__(self, n_items: int, uses_users: bool = False) -> None:
+        super().__init__(n_items)
+        self.uses_users = uses_users
+        self.seen: list[Tensor] = []
+
+    def forward(self, seqs: Tensor, users: Tensor | None = None) -> Tensor:
+        assert (users is not None) == self.uses_users
+        if users is not None:
+            self.seen.append(users.clone())
+        return super().forward(seqs[:, -1:])  # (B, 1, d)
+
+
+@pytest.mark.parametrize(("layout", "n_targets"), [("window", 1), ("last", 1), ("window", 3)])
+def test_one_state_per_sample_is_scored_against_every_target(layout: str, n_targets: int) -> None:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = OneStateNet(N_ITEMS)
+    opts = SequenceOptions(layout=layout, n_targets=n_targets, max_len=3, batch_size=16,
+                           learning_rate=0.05, seed=3)  # fmt: skip
+    task = SequenceTask(net, chain_log(), N_ITEMS, opts)
+    hist = run_training(task, LoopOptions(n_epochs=6, progress=False))
+    assert hist[-1].loss < hist[0].loss
+    assert all(h.events == task.n_events(h.epoch) for h in hist)
+    if n_targets == 1:
+        assert next_item_accuracy(net) >= 0.9
+
+
+def test_a_net_that_uses_users_gets_each_samples_user() -> None:
+    log = chain_log(40)
+    net = OneStateNet(N_ITEMS, uses_users=True)
+    opts = SequenceOptions(layout="window", n_targets=2, max_len=3, batch_size=8, shuffle=False)
+    users = np.arange(40) * 10  # session s: user 10 s
+    task = SequenceTask(net, log, N_ITEMS, opts, users=users)
+    run_training(task, LoopOptions(n_epochs=1, progress=False))
+    seen = torch.cat(net.seen).numpy()
+    np.testing.assert_array_equal(seen, np.repeat(users, log.lengths - 1))  # one per sample
+    net.seen.clear()
+    run_training(SequenceTask(net, log, N_ITEMS, opts), LoopOptions(n_epochs=1, progress=False))
+    assert torch.cat(net.seen).eq(-1).all()  # no users given: every sample unknown
+
+
+def test_a_state_count_that_fits_no_target_layout_is_an_error() -> None:
+    opts = SequenceOptions(layout="window", n_targets=2, max_len=4)
+    task = SequenceTask(_net(), chain_log(), N_ITEMS, opts)  # FakeNet: 4 states per row
+    with pytest.raises(ValueError, match="4 states per row for 2 target columns"):
+        task.train_step(next(iter(task.batches(0))))
+
+
 @pytest.mark.parametrize(
     ("kw", "msg"),
     [
+        ({"layout": "last", "n_targets": 2}, "n_targets"),
+        ({"layout": "window", "n_targets": 0}, "n_targets"),
         ({"loss": "nope"}, "unknown loss"),
         ({"negatives": "hard"}, "negatives"),
         ({"negatives": "uniform", "n_neg": 0}, "n_neg"),

@@ -1,5 +1,6 @@
-"""Padded sequence batches: the three target layouts against a naive per-session loop,
-left truncation, masking statistics, shuffling and determinism."""
+"""Padded sequence batches: the target layouts against a naive per-session loop,
+left truncation, masking statistics, the window layout's next-T targets, the optional
+user array, shuffling and determinism."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def _row(seq: list[int], T: int) -> list[int]:
     return [PAD] * (T - len(seq)) + seq
 
 
-def naive(sessions: list[list[int]], T: int, layout: str) -> tuple[list, list]:
+def naive(sessions: list[list[int]], T: int, layout: str, n_targets: int = 1) -> tuple[list, list]:
     """Per-session loop reference (unshuffled order)."""
     inputs, targets = [], []
     for s in sessions:
@@ -35,6 +36,11 @@ def naive(sessions: list[list[int]], T: int, layout: str) -> tuple[list, list]:
         if layout == "causal":
             inputs.append(_row(s[:-1], T))
             targets.append(_row(s[1:], T))
+        elif layout == "window":
+            for j in range(len(s) - 1):
+                inputs.append(_row(s[: j + 1], T))
+                nxt = s[j + 1 : j + 1 + n_targets]
+                targets.append(nxt + [PAD] * (n_targets - len(nxt)))
         else:  # last
             for j in range(len(s) - 1):
                 inputs.append(_row(s[: j + 1], T))
@@ -69,6 +75,34 @@ def test_literal_causal_and_last_windows() -> None:
     assert y[:, -1].tolist() == [2, 3, 11, 12, 13, 14] and np.all(y[:, 0] == PAD)
 
 
+@pytest.mark.parametrize(("T", "n_targets"), [(1, 1), (3, 2), (5, 3), (4, 20)])
+def test_window_layout_matches_the_loop_reference(T: int, n_targets: int) -> None:
+    sessions = _random_sessions(4)
+    b = SequenceBatcher(_log(sessions), T, "window", shuffle=False, n_targets=n_targets)
+    x, y = _all(b, 0, 7)
+    want_x, want_y = naive(sessions, T, "window", n_targets)
+    assert x.tolist() == want_x and y.tolist() == want_y
+    assert y.shape == (len(want_x), n_targets)
+    assert b.plan(0).n_targets == int((y >= 0).sum())
+
+
+def test_literal_window_samples_and_users() -> None:
+    """L = 3 items -> the next T = 2; short windows left-padded, PAD past the end."""
+    log = _log([[1, 2, 3, 4, 5], [7], [10, 11]])
+    b = SequenceBatcher(log, 3, "window", n_targets=2, shuffle=False, users=np.array([4, 9, -1]))
+    parts = list(b.batches(0, 3))
+    assert [len(p) for p in parts] == [3, 3]  # inputs, targets, users
+    x, y, u = (np.concatenate([p[i] for p in parts]).tolist() for i in range(3))
+    assert x == [[PAD, PAD, 1], [PAD, 1, 2], [1, 2, 3], [2, 3, 4], [PAD, PAD, 10]]
+    assert y == [[2, 3], [3, 4], [4, 5], [5, PAD], [11, PAD]]
+    assert u == [4, 4, 4, 4, -1]  # the user of each sample's session
+    assert b.plan(0).n_targets == 8
+    shuffled = SequenceBatcher(log, 3, "window", n_targets=2, seed=1, users=np.array([4, 9, -1]))
+    xs, _, us = next(iter(shuffled.batches(0, 5)))
+    for row, user in zip(xs.tolist(), us.tolist(), strict=True):  # users follow their rows
+        assert user == (-1 if row[-1] >= 10 else 4)
+
+
 def test_masked_layout_consistency_and_rate() -> None:
     sessions = _random_sessions(2, n=400)
     b = SequenceBatcher(_log(sessions), 6, "masked", mask_prob=0.3, seed=5, shuffle=False)
@@ -93,7 +127,7 @@ def test_masked_row_without_a_draw_gets_its_last_item_masked() -> None:
     assert np.all(x[:, -1] == MASK) and np.all(y[:, -1] == 4) and np.all(y[:, :-1] == PAD)
 
 
-@pytest.mark.parametrize("layout", ["causal", "masked", "last"])
+@pytest.mark.parametrize("layout", ["causal", "masked", "last", "window"])
 def test_shuffle_is_a_deterministic_permutation_per_epoch(layout: str) -> None:
     log = _log(_random_sessions(3))
     b1 = SequenceBatcher(log, 5, layout, seed=11)
@@ -133,3 +167,7 @@ def test_bad_arguments() -> None:
         SequenceBatcher(log, 3, "masked", mask_prob=0.0)
     with pytest.raises(ValueError, match="unknown items"):
         SequenceBatcher(_log([[1, -1]]), 3)
+    with pytest.raises(ValueError, match="n_targets"):
+        SequenceBatcher(log, 3, "last", n_targets=2)
+    with pytest.raises(ValueError, match="one code per session"):
+        SequenceBatcher(log, 3, users=np.array([1, 2]))

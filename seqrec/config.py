@@ -66,8 +66,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise ConfigError(
-            f"{p} line {line}: not valid UTF-8 (byte 0x{data[exc.start]:02x}); "
-            "TOML files are UTF-8"
+            f"{p} line {line}: not valid UTF-8 (byte 0x{data[exc.start]:02x}); TOML files are UTF-8"
         ) from None
     try:
         return tomllib.loads(text)

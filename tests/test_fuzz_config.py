@@ -74,8 +74,10 @@ VALUES = st.recursive(
 
 
 def toml_key(key: str) -> str:
-    return key if key and all(c.isascii() and (c.isalnum() or c in "-_") for c in key) else (
-        toml_string(key)
+    return (
+        key
+        if key and all(c.isascii() and (c.isalnum() or c in "-_") for c in key)
+        else (toml_string(key))
     )
 
 
@@ -293,8 +295,11 @@ GRU4REC_VALID = {
 
 
 @FUZZ
-@given(values=st.fixed_dictionaries({}, optional=GRU4REC_VALID), embedding=st.integers(1, 512),
-       bf16=st.booleans())
+@given(
+    values=st.fixed_dictionaries({}, optional=GRU4REC_VALID),
+    embedding=st.integers(1, 512),
+    bf16=st.booleans(),
+)
 def test_documented_gru4rec_values_are_accepted(
     values: dict[str, Any], embedding: int, bf16: bool
 ) -> None:

@@ -71,9 +71,7 @@ class Columns:
             given = getattr(self, role)
             if given is not None:
                 if given not in names:
-                    raise DataError(
-                        f"{source}: column {quote(given)} not found (columns: {shown})"
-                    )
+                    raise DataError(f"{source}: column {quote(given)} not found (columns: {shown})")
                 out[role] = given
                 continue
             lower = {n.lower(): n for n in reversed(names)}
@@ -410,8 +408,10 @@ def _check_control_chars(table: Table, role: str, uniques: pa.Array, codes: np.n
     value = str(uniques[int(codes[row])].as_py())
     column = quote(table.roles[role])
     if "\n" not in value and "\r" not in value:
-        raise DataError(f"{table.where(row)}: value {quote(value)} in column {column} "
-                        "contains a control character")
+        raise DataError(
+            f"{table.where(row)}: value {quote(value)} in column {column} "
+            "contains a control character"
+        )
     r = None if table.path is None else data_row(table.path, table.delimiter, row, table.header)
     if r is not None and r.open_quote:
         raise DataError(

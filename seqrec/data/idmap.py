@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -80,37 +79,6 @@ class ItemIndex:
         """External ids of dense ids."""
         ids = self._ids
         return [ids[int(i)] for i in np.asarray(dense_ids).ravel()]
-
-    def to_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """The ids as numeric arrays (for a weights file): their UTF-8 bytes concatenated
-        ``(n_bytes,) uint8`` and ``(len + 1,) int64`` offsets (id ``k`` is the bytes
-        ``offsets[k]:offsets[k + 1]``). :meth:`from_arrays` inverts it exactly."""
-        encoded = [x.encode("utf-8") for x in self._ids]
-        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-        np.cumsum([len(e) for e in encoded], out=offsets[1:])
-        data = np.frombuffer(b"".join(encoded), dtype=np.uint8).copy()
-        return data, offsets
-
-    @classmethod
-    def from_arrays(cls, data: np.ndarray, offsets: np.ndarray) -> ItemIndex:
-        """The index written by :meth:`to_arrays`; ValueError when the arrays are not
-        such a pair (bad offsets, bytes that are not UTF-8, duplicate ids)."""
-        data, offsets = np.asarray(data), np.asarray(offsets)
-        if data.ndim != 1 or data.dtype != np.uint8:
-            raise ValueError("id bytes must be a 1-D uint8 array")
-        if offsets.ndim != 1 or len(offsets) < 1 or not np.issubdtype(offsets.dtype, np.integer):
-            raise ValueError("id offsets must be a non-empty 1-D integer array")
-        if offsets[0] != 0 or offsets[-1] != len(data) or np.any(np.diff(offsets) < 0):
-            raise ValueError("id offsets must rise from 0 to the number of bytes")
-        raw = data.tobytes()
-        try:
-            ids = [raw[a:b].decode("utf-8") for a, b in pairwise(offsets.tolist())]
-        except UnicodeDecodeError:
-            raise ValueError("ids are not UTF-8 text") from None
-        index = cls(ids)
-        if len(index) != len(ids):
-            raise ValueError("duplicate ids")
-        return index
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self._ids), encoding="utf-8")

@@ -58,11 +58,10 @@ from torch.nn import functional as F
 
 from seqrec.data.idmap import ItemIndex
 from seqrec.data.sessions import SessionLog
-from seqrec.errors import ConfigError, ModelFileError
-from seqrec.models.base import Histories, Recommender
+from seqrec.errors import ConfigError
+from seqrec.models.base import Histories, Recommender, check_users
 from seqrec.nn.padding import PAD, embedding_ids, pad_histories
 
-USER_BYTES, USER_OFFSETS = "user_ids.utf8", "user_ids.offsets"  # the user index, saved
 LAYOUTS = ("window", "last")
 
 
@@ -227,15 +226,10 @@ class Caser(Recommender):
 
     def user_codes(self, users: Sequence[str | None] | None, n: int) -> torch.Tensor:
         """(n,) int64 user rows of external user ids (-1: unknown, None, or no users)."""
-        if users is None:
+        ids = check_users(users, n)  # ConfigError: a bare string, a wrong count
+        if ids is None:
             return torch.full((n,), -1, dtype=torch.long)
-        if len(users) != n:
-            raise ConfigError(f"caser: {len(users)} user ids for {n} histories")
-        codes = np.full(n, -1, dtype=np.int64)
-        given = [b for b, u in enumerate(users) if u is not None]
-        if given:
-            codes[given] = self.user_index_.encode([users[b] for b in given])
-        return torch.from_numpy(codes)
+        return torch.from_numpy(self.user_index_.encode(ids).astype(np.int64))
 
     @torch.no_grad()
     def query(
@@ -256,23 +250,3 @@ class Caser(Recommender):
         """(B, n_items); ``users``: one external user id per history, or None (unknown
         users and None get a zero user vector)."""
         return self.net_.item_scores(self.query(histories, users))
-
-    # --------------------------------------------------------- persistence
-    def _weights(self) -> dict[str, torch.Tensor]:
-        data, offsets = self.user_index_.to_arrays()
-        return {
-            **super()._weights(),
-            USER_BYTES: torch.from_numpy(data),
-            USER_OFFSETS: torch.from_numpy(offsets),
-        }
-
-    def _set_weights(self, weights: dict[str, torch.Tensor]) -> None:
-        weights = dict(weights)
-        if USER_BYTES not in weights or USER_OFFSETS not in weights:
-            raise ModelFileError("caser: the user index (user_ids.*) is missing")
-        data, offsets = weights.pop(USER_BYTES), weights.pop(USER_OFFSETS)
-        try:
-            self.user_index_ = ItemIndex.from_arrays(data.numpy(), offsets.numpy())
-        except ValueError as exc:
-            raise ModelFileError(f"caser: corrupt user index ({exc})") from None
-        super()._set_weights(weights)

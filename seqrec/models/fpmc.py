@@ -112,4 +112,3 @@ class FPMC(Recommender):
     @torch.no_grad()
     def score(self, histories: Histories) -> torch.Tensor:
         return self.net_.item_scores(self.query(histories))  # (B, n_items)
-

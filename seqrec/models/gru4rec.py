@@ -172,8 +172,13 @@ class GRU4Rec(Recommender):
     Config = GRU4RecConfig
     family = "session-parallel"
     training_defaults: ClassVar[dict[str, Any]] = dict(
-        loss="cross-entropy", n_sample=2048, sample_alpha=0.5, optimizer="adagrad",
-        learning_rate=0.05, batch_size=64, n_epochs=10,
+        loss="cross-entropy",
+        n_sample=2048,
+        sample_alpha=0.5,
+        optimizer="adagrad",
+        learning_rate=0.05,
+        batch_size=64,
+        n_epochs=10,
     )
     small_config: ClassVar[dict[str, Any]] = dict(
         layers=[16], n_epochs=2, batch_size=4, n_sample=8, sample_cache=100, learning_rate=0.1

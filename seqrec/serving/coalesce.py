@@ -154,9 +154,7 @@ class Coalescer:
             return [exc] * len(reqs)
 
     @staticmethod
-    def _deliver(
-        batch: list[tuple[Request, asyncio.Future[Any]]], results: list[Any]
-    ) -> None:
+    def _deliver(batch: list[tuple[Request, asyncio.Future[Any]]], results: list[Any]) -> None:
         for (_, fut), res in zip(batch, results, strict=True):
             if not fut.done():  # a cancelled request (client gone) is skipped
                 fut.set_result(res)

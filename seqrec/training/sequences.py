@@ -80,7 +80,9 @@ Layout = Literal["causal", "masked", "last", "window"]
 LAYOUTS: tuple[str, ...] = ("causal", "masked", "last", "window")
 
 
-def trim_batch(inputs: np.ndarray, targets: np.ndarray, *rest: np.ndarray) -> tuple[np.ndarray, ...]:
+def trim_batch(
+    inputs: np.ndarray, targets: np.ndarray, *rest: np.ndarray
+) -> tuple[np.ndarray, ...]:
     """Drop the leading columns that are PAD in every row: ``(B, T)`` -> ``(B, W)``,
     W = the batch's longest window (at least 1). ``targets`` is cut with ``inputs``
     when it has their width (causal, masked, last layouts; a column is kept when either

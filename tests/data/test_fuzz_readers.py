@@ -148,8 +148,33 @@ def test_random_bytes_give_data_or_one_error_line(data: bytes, name: str, fmt: s
 ID_TEXT = st.text(
     st.characters(codec="utf-8", exclude_categories=("Cc", "Cs")), min_size=1, max_size=6
 ).filter(lambda s: s.strip() != "")
-NASTY = ('"', '""', ",", "a\tb", ";", "|", " a", "b ", "0", "00", "1.0", "nan", "NA", "NULL",
-         "#", "'", "é", "😀", "\ufeff", "a\"b", "x,y", "\\", "None", "-1", "1e3")
+NASTY = (
+    '"',
+    '""',
+    ",",
+    "a\tb",
+    ";",
+    "|",
+    " a",
+    "b ",
+    "0",
+    "00",
+    "1.0",
+    "nan",
+    "NA",
+    "NULL",
+    "#",
+    "'",
+    "é",
+    "😀",
+    "\ufeff",
+    'a"b',
+    "x,y",
+    "\\",
+    "None",
+    "-1",
+    "1e3",
+)
 IDS = st.one_of(st.sampled_from(NASTY), ID_TEXT)
 ROLE_NAMES = {role: [a for a in aliases if a != "movieId"] for role, aliases in ALIASES.items()}
 KNOWN = {a.lower() for aliases in ALIASES.values() for a in aliases}
@@ -171,9 +196,7 @@ def time_columns(draw: st.DrawFn, n: int) -> tuple[list[str], list[float]]:
         vals = draw(st.lists(st.integers(-(10**12), 10**12), min_size=n, max_size=n))
         return [str(v) for v in vals], [float(str(v)) for v in vals]
     if kind == "huge":
-        vals = draw(
-            st.lists(st.floats(-1e300, 1e300, allow_nan=False), min_size=n, max_size=n)
-        )
+        vals = draw(st.lists(st.floats(-1e300, 1e300, allow_nan=False), min_size=n, max_size=n))
         return [repr(v) for v in vals], vals
     if kind == "float":
         vals = draw(st.lists(st.integers(0, 10**7), min_size=n, max_size=n))
@@ -207,8 +230,9 @@ def delimited_files(draw: st.DrawFn) -> dict[str, Any]:
         if role == "time":
             columns["time"], times = draw(time_columns(n))
         elif role == "event_type":
-            columns[role] = draw(st.lists(st.sampled_from(["view", "cart", "buy", "x y"]),
-                                          min_size=n, max_size=n))
+            columns[role] = draw(
+                st.lists(st.sampled_from(["view", "cart", "buy", "x y"]), min_size=n, max_size=n)
+            )
         elif role == "item":
             columns[role] = draw(st.lists(IDS, min_size=n, max_size=n))
         else:
@@ -452,8 +476,9 @@ def join_lines(draw: st.DrawFn, lines: list[str], blanks: tuple[str, ...] = ("",
     """The lines with blank lines inserted, CR LF or LF line ends, a trailing line end
     or not, a UTF-8 byte-order mark or not. Token files skip lines of spaces too; a
     delimited file only empty ones (a line of spaces is a row of one field)."""
-    blank = draw(st.lists(st.tuples(st.integers(0, len(lines)), st.sampled_from(blanks)),
-                          max_size=3))
+    blank = draw(
+        st.lists(st.tuples(st.integers(0, len(lines)), st.sampled_from(blanks)), max_size=3)
+    )
     lines = list(lines)
     for pos, text in sorted(blank, reverse=True):
         lines.insert(pos, text)
@@ -573,8 +598,12 @@ def raw_logs(draw: st.DrawFn) -> tuple[bytes, str, list[str], list[str], list[fl
     else:
         lines = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
         lines += [f"{k}\t{i}\t3\t{t}" for k, i, t in zip(keys, items, secs)]
-    name = {"taobao": "UserBehavior.csv", "yoochoose-raw": "clicks.dat",
-            "movielens": "ratings.csv", "recbole": "ml.inter"}[fmt]
+    name = {
+        "taobao": "UserBehavior.csv",
+        "yoochoose-raw": "clicks.dat",
+        "movielens": "ratings.csv",
+        "recbole": "ml.inter",
+    }[fmt]
     return join_lines(draw, lines, ("",)), fmt, keys, items, [float(t) for t in secs], types, name
 
 

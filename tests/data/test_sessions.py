@@ -48,32 +48,6 @@ def test_item_index_load_errors(tmp_path):
         ItemIndex.load(tmp_path / "bad.json")
 
 
-def test_item_index_arrays_round_trip_by_hand():
-    index = ItemIndex(["ab", "", "é"])  # "é" is two UTF-8 bytes
-    data, offsets = index.to_arrays()
-    assert data.dtype == np.uint8 and data.tolist() == [97, 98, 0xC3, 0xA9]
-    assert offsets.tolist() == [0, 2, 2, 4]
-    assert ItemIndex.from_arrays(data, offsets) == index
-    empty = ItemIndex().to_arrays()
-    assert empty[0].shape == (0,) and empty[1].tolist() == [0]
-    assert len(ItemIndex.from_arrays(*empty)) == 0
-
-
-@pytest.mark.parametrize(
-    ("data", "offsets", "msg"),
-    [
-        ([97, 98], [0, 2, 1], "rise"),
-        ([97, 98], [0, 1], "rise"),  # does not end at the number of bytes
-        ([0xFF], [0, 1], "UTF-8"),
-        ([97, 97], [0, 1, 2], "duplicate"),
-        ([97], [], "non-empty"),
-    ],
-)
-def test_item_index_from_bad_arrays(data, offsets, msg):
-    with pytest.raises(ValueError, match=msg):
-        ItemIndex.from_arrays(np.array(data, np.uint8), np.array(offsets, np.int64))
-
-
 # ----------------------------------------------------------------------------- SessionLog
 def _log():
     return SessionLog.from_sequences(

@@ -13,9 +13,8 @@ import torch
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError, ModelFileError
 from seqrec.models import load_model
-from seqrec.models.caser import USER_BYTES, USER_OFFSETS, Caser, CaserConfig, CaserNet
+from seqrec.models.caser import Caser, CaserConfig, CaserNet
 from seqrec.nn.padding import PAD
-from seqrec.persist import load_tensors, save_tensors
 from seqrec.training import build_task
 
 N = 20
@@ -167,16 +166,13 @@ def test_save_load_is_exact_with_the_user_index(tmp_path) -> None:
     )
 
 
-def test_a_corrupt_user_index_is_a_model_file_error(tmp_path) -> None:
+def test_the_user_index_is_saved_beside_the_weights(tmp_path) -> None:
     path = Caser(hidden=8, n_h=2, n_epochs=1).fit(chain(30, users=3)).save(tmp_path / "m")
-    weights = load_tensors(path / "weights.safetensors")
-    bad = dict(weights)
-    bad[USER_OFFSETS] = torch.tensor([0, 2, 1, 6])  # falling offsets
-    save_tensors(path / "weights.safetensors", bad)
-    with pytest.raises(ModelFileError, match="corrupt user index"):
+    assert (path / "users.json").is_file()
+    (path / "users.json").write_text("[1, 2", encoding="utf-8")
+    with pytest.raises(ModelFileError, match="user index"):
         load_model(path)
-    del bad[USER_BYTES]
-    save_tensors(path / "weights.safetensors", bad)
+    (path / "users.json").unlink()
     with pytest.raises(ModelFileError, match="user index"):
         load_model(path)
 

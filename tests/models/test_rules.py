@@ -102,8 +102,9 @@ def test_sequential_rules_unbounded_steps_are_the_papers_sum():
     assert rows(m, [0]) == [[0, 1, 1 / 2, round(1 / 3, 6)]]
     assert rows(SR({"steps": 50, "normalise": False}).fit(log), [0]) == rows(m, [0])
     # normalised: N(0) = 1 occurrence * (4 - 1) = 3
-    assert rows(SR({"steps": 3}).fit(log), [0]) == [[0, round(1 / 3, 6), round(1 / 6, 6),
-                                                    round(1 / 9, 6)]]
+    assert rows(SR({"steps": 3}).fit(log), [0]) == [
+        [0, round(1 / 3, 6), round(1 / 6, 6), round(1 / 9, 6)]
+    ]
 
 
 @pytest.mark.parametrize("cls", [Markov, SR, AR])

@@ -39,8 +39,7 @@ def test_sknn_cosine_neighbours_and_summed_scores():
     assert nb.tolist() == [0, 2, 1, 4]  # by similarity; the tie S1 = S2 -> more recent S2
     assert sim == pytest.approx([2 / R6, 0.5, 0.5, 1 / R6])
     # score(i) = sum of the similarities of the neighbours containing i
-    want = {1: 2 / R6 + 0.5, 2: 2 / R6 + 0.5 + 0.5, 3: 2 / R6 + 1 / R6, 4: 0.5 + 1 / R6,
-            5: 1 / R6}
+    want = {1: 2 / R6 + 0.5, 2: 2 / R6 + 0.5 + 0.5, 3: 2 / R6 + 1 / R6, 4: 0.5 + 1 / R6, 5: 1 / R6}
     assert row(m, [2, 3]) == pytest.approx(expect(want))
     assert row(m, [3, 2, 3]) == pytest.approx(expect(want))  # a set: order and repeats ignored
 
@@ -57,8 +56,9 @@ def test_sknn_sample_size_keeps_the_most_recent_candidates():
     m = SKNN(k=100, sample_size=2).fit(LOG)
     nb, sim = m.neighbours([2, 3])
     assert nb.tolist() == [2, 4] and sim == pytest.approx([0.5, 1 / R6])
-    assert row(m, [2, 3]) == pytest.approx(expect({1: 0.5, 2: 0.5, 3: 1 / R6, 4: 1 / R6,
-                                                   5: 1 / R6}))
+    assert row(m, [2, 3]) == pytest.approx(
+        expect({1: 0.5, 2: 0.5, 3: 1 / R6, 4: 1 / R6, 5: 1 / R6})
+    )
 
 
 def test_recency_is_the_last_timestamp_when_the_log_has_times():
@@ -109,8 +109,13 @@ def test_vsknn_repeated_and_unknown_items():
 def test_vsknn_idf_weighting():
     # df (sessions containing i): 1: 2, 2: 3, 3: 2, 4: 2, 5: 2, 6: 1; idf = log(5 / df)
     m = VSKNN(k=2, sample_size=100, weighting="linear", idf_weighting=True).fit(LOG)
-    want = {1: 4 / 3 * log(5 / 2), 2: 4 / 3 * log(5 / 3), 3: 3 * log(5 / 2),
-            4: 5 / 3 * log(5 / 2), 5: 5 / 3 * log(5 / 2)}
+    want = {
+        1: 4 / 3 * log(5 / 2),
+        2: 4 / 3 * log(5 / 3),
+        3: 3 * log(5 / 2),
+        4: 5 / 3 * log(5 / 2),
+        5: 5 / 3 * log(5 / 2),
+    }
     assert row(m, [1, 4, 3]) == pytest.approx(expect(want), rel=1e-6)
 
 
@@ -138,8 +143,13 @@ def test_vsknn_match_weighting_by_the_most_recent_shared_item():
     nb, sim = m.neighbours([1, 4, 3])  # neighbours are chosen by similarity alone
     assert nb.tolist() == [4, 0, 1, 2] and sim == pytest.approx([5 / 3, 4 / 3, 2 / 3, 1 / 3])
     # contributions sim / x: S0 4/3, S1 1/3, S2 1/9, S4 5/3
-    want = {1: 4 / 3 + 1 / 9, 2: 4 / 3 + 1 / 3 + 1 / 9, 3: 4 / 3 + 5 / 3, 4: 1 / 3 + 5 / 3,
-            5: 5 / 3}
+    want = {
+        1: 4 / 3 + 1 / 9,
+        2: 4 / 3 + 1 / 3 + 1 / 9,
+        3: 4 / 3 + 5 / 3,
+        4: 1 / 3 + 5 / 3,
+        5: 5 / 3,
+    }
     assert row(m, [1, 4, 3]) == pytest.approx(expect(want))
     # an unknown item does not count as a step; a repeat counts its most recent position
     assert row(m, [1, -1, 4, 3]) == pytest.approx(expect(want))

@@ -730,7 +730,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
         description=(
             "Search hyper-parameters on a train/validation split carved from the "
-            "TRAINING data (never the test set) and write the best config as TOML."
+            "TRAINING data (never the test set) and write the best config as TOML. "
+            "Sessions: next-item on the last sessions (--valid-days / --valid-fraction). "
+            "User histories (s3rec, user-item, recbole, movielens): train on history[:-2], "
+            "score the second-to-last item; the last item (test) is never trained on nor "
+            "scored."
         ),
     )
     p.add_argument("--train", required=True, metavar="PATH", help="training data (as for train)")

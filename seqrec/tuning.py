@@ -12,9 +12,14 @@ The space is a TOML file, one table per parameter::
     type = "categorical"
     choices = [[100], [200], [480]]
 
-The test set is never touched: validation is carved from the training data (the last
-days of sessions by start time, or the last fraction of sessions when there are no
-times; user histories use their second-to-last items).
+The test set is never touched. Sessions: validation is carved from the training data
+(the sessions starting in the last days, or the last fraction of sessions when there are
+no times) and scored next-item. User histories (s3rec, user-item, recbole, movielens):
+the SASRec leave-one-out split of :func:`seqrec.data.preprocess.leave_one_out`, every
+trial trained on ``history[:-2]`` and scored on ``history[:-2] -> history[-2]`` (the
+second-to-last item, history items excluded from the ranking); the last item, the test
+label, is never trained on nor scored. The log, the best config's header and every
+record of the trials file say which (:func:`validation_split`).
 """
 
 from __future__ import annotations
@@ -206,18 +211,15 @@ def tune(
     if bad:
         raise ConfigError(f"{space_path}: {bad[0]!r} is not a {model_name} parameter")
     cls(base_config)  # validate the base config early
-    data = load_training_data(train_path, fmt, columns)
-    if isinstance(data.valid, Samples):
-        tr, va, protocol = data.train, data.valid, "samples"
-    else:
-        tr, va = carve_validation(data.train, valid_days, valid_fraction)
-        protocol = "next-item"
     k = metric.split("@")[-1]
     if not k.isdigit() or metric.split("@")[0] not in ("recall", "mrr", "ndcg"):
         raise ConfigError(f"--metric must look like recall@20, mrr@20 or ndcg@20, got {metric!r}")
+    data = load_training_data(train_path, fmt, columns)
+    split = validation_split(data, valid_days, valid_fraction)
+    tr, va, protocol = split.train, split.valid, split.protocol
     print(
-        f"tuning {model_name}: {tr.n_events:,} train events, validation ({protocol}) "
-        f"{va.n_events if isinstance(va, SessionLog) else len(va):,}; metric {metric}",
+        f"tuning {model_name}: {tr.n_events:,} train events; metric {metric}\n"
+        f"validation: {split.description}",
         file=sys.stderr,
     )
 
@@ -243,6 +245,8 @@ def tune(
             "value": value,
             "seconds": round(time.perf_counter() - t0, 1),
             "params": suggest_repr(params, space),
+            "validation": split.kind,
+            "n_queries": int(res["n_queries"]),
         }
         trials_log.append(rec)
         print(
@@ -263,7 +267,7 @@ def tune(
     best.update({name: _decode(study.best_trial.params[name], space[name]) for name in space})
     header = (
         f"{model_name} config found by `seqrec tune` on {dt.date.today().isoformat()}\n"
-        f"train: {train_path}; validation carved from the training data ({protocol})\n"
+        f"train: {train_path}\nvalidation: {split.description}\n"
         f"best validation {metric} = {study.best_value:.4f} after {len(done)} trials"
     )
     atomic_write_bytes(out, to_toml(best, header).encode())
@@ -272,6 +276,58 @@ def tune(
     )
     print(f"best {metric} {study.best_value:.4f}: wrote {out}")
     return best
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationSplit:
+    """What every trial trains on and is scored on, and how to say so."""
+
+    train: SessionLog
+    valid: SessionLog | Samples
+    protocol: str  # evaluate()'s: "next-item" (sessions) or "samples" (leave-one-out)
+    kind: str  # short tag of the trials file: "leave-one-out" or "next-item"
+    description: str  # one line for the log and the config's header
+
+
+def validation_split(data: Any, valid_days: float | None, valid_fraction: float) -> ValidationSplit:
+    """The split of loaded :class:`~seqrec.data.loading.TrainingData` that ``tune`` uses.
+
+    User histories come split already (``data.valid``: each history of 3 or more items,
+    ``history[:-2] -> history[-2]``; ``data.train``: ``history[:-2]``, shorter histories
+    whole), so ``valid_days`` / ``valid_fraction`` do not apply to them; sessions are
+    carved by :func:`carve_validation`. ``data.test`` (the histories' last items) is never
+    looked at."""
+    if isinstance(data.valid, Samples):
+        va: Samples = data.valid
+        n_all = data.train.n_sessions  # every history keeps >= 1 item in train
+        if len(va) == 0:
+            raise SeqrecError(
+                "no history has 3 or more items: there is no second-to-last item to "
+                "validate on (the last one is the test item)"
+            )
+        short = n_all - len(va)
+        notes = ["history items excluded from the ranking"] if va.exclude_history else []
+        if short:
+            notes.append(f"the {short:,} histories shorter than 3 items are only trained on")
+        description = (
+            f"leave-one-out: the second-to-last item of each of {len(va):,} histories, "
+            f"scored from the items before it{' (' + '; '.join(notes) + ')' if notes else ''}; "
+            "the last item of each history (the test item) is never trained on nor scored"
+        )
+        if valid_days is not None:
+            description += " (--valid-days does not apply to user histories)"
+        return ValidationSplit(data.train, va, "samples", "leave-one-out", description)
+    tr, vs = carve_validation(data.train, valid_days, valid_fraction)
+    which = (
+        f"the sessions starting in the last {valid_days:g} days"
+        if valid_days is not None
+        else f"the last {valid_fraction * 100:g} % of sessions"
+    )
+    description = (
+        f"next-item over every position of {vs.n_sessions:,} sessions ({vs.n_events:,} "
+        f"events) carved from the training data ({which}); the test set is never read"
+    )
+    return ValidationSplit(tr, vs, "next-item", "next-item", description)
 
 
 def _decode(value: Any, spec: dict[str, Any]) -> Any:

@@ -71,8 +71,14 @@ def test_tune_end_to_end(excerpt, tmp_path, capsys, write):
         ]
     )
     assert code == 0
+    err = capsys.readouterr().err
+    assert "validation: next-item over every position of " in err
+    assert "(the sessions starting in the last 0.2 days); the test set is never read" in err
     best = tomllib.loads(out.read_text())
     assert best["n_epochs"] == 1 and best["layers"] in ([8], [16])
+    assert [
+        rec["validation"] for rec in map(json.loads, out.with_suffix(".toml.trials.jsonl").open())
+    ] == ["next-item"] * 2
     assert 0.05 <= best["learning_rate"] <= 0.2
     assert (tmp_path / "best.toml.trials.jsonl").read_text().count("\n") == 2
 

@@ -61,8 +61,9 @@ class EpochResult:
     epoch: int
     loss: float
     events: int
-    seconds: float
+    seconds: float  # the epoch's training steps
     metrics: dict[str, float] = field(default_factory=dict)
+    valid_seconds: float = 0.0  # the validation after the epoch
 
     @property
     def events_per_second(self) -> float:
@@ -168,7 +169,8 @@ def _is_num(v: Any) -> bool:
 
 def _epoch_result(h: Any) -> EpochResult | None:
     """An EpochResult from a saved history entry, None if malformed."""
-    if not isinstance(h, dict) or set(h) != {"epoch", "loss", "events", "seconds", "metrics"}:
+    keys = {"epoch", "loss", "events", "seconds", "metrics"}
+    if not isinstance(h, dict) or set(h) - {"valid_seconds"} != keys:  # older: no valid_seconds
         return None
     metrics = h["metrics"]
     if not (
@@ -178,6 +180,7 @@ def _epoch_result(h: Any) -> EpochResult | None:
         and _is_num(h["seconds"])
         and isinstance(metrics, dict)
         and all(_is_num(v) for v in metrics.values())
+        and _is_num(h.get("valid_seconds", 0.0))
     ):
         return None
     return EpochResult(**h)
@@ -282,10 +285,12 @@ def run_training(task: TrainTask, opts: LoopOptions) -> list[EpochResult]:
                 f"training diverged in epoch {epoch + 1} (loss {mean_loss}); "
                 "lower the learning rate"
             )
+        t1 = time.perf_counter()
         metrics = (opts.validate() if opts.validate is not None else None) or {}
         res = EpochResult(
-            epoch=epoch, loss=mean_loss, events=n_ev, seconds=seconds, metrics=metrics
-        )
+            epoch=epoch, loss=mean_loss, events=n_ev, seconds=seconds, metrics=metrics,
+            valid_seconds=time.perf_counter() - t1,
+        )  # fmt: skip
         history.append(res)
         msg = (
             f"epoch {epoch + 1}/{opts.n_epochs}: loss {mean_loss:.4f}, {n_ev:,} events in "

@@ -135,7 +135,14 @@ def fit(
     model.net_.eval()  # type: ignore[attr-defined]
     model.history_ = history  # type: ignore[attr-defined]
     model.meta_["history"] = [
-        {"epoch": h.epoch + 1, "loss": h.loss, "events_per_s": h.events_per_second, **h.metrics}
+        {
+            "epoch": h.epoch + 1,
+            "loss": h.loss,
+            "events_per_s": h.events_per_second,
+            "seconds": round(h.seconds, 3),  # training steps
+            "valid_seconds": round(h.valid_seconds, 3),
+            **h.metrics,
+        }
         for h in history
     ]
     model.meta_["kernels"] = kernels.compute_path(model.device_)  # which path trained it

@@ -121,3 +121,5 @@ def test_monitor_is_validated_and_watched() -> None:
     model.fit(log, valid)
     assert model.training_keys["monitor"] == "ndcg@10"
     assert all("ndcg@10" in h for h in model.meta_["history"])
+    # each epoch's training and validation seconds are kept (time to the best epoch)
+    assert all(h["seconds"] > 0 and h["valid_seconds"] > 0 for h in model.meta_["history"])

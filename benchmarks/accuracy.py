@@ -58,6 +58,15 @@ DATASETS = {
     "diginetica": ("diginetica/srgnn", "diginetica/srgnn", "samples"),
     "retailrocket": ("retailrocket/cotrec", "retailrocket/cotrec", "samples"),
     "nowplaying": ("nowplaying/srgnn", "nowplaying/srgnn", "samples"),
+    # user histories, leave-one-out (train: history[:-2], valid: history[-2], test: the
+    # last item of each history, seen items excluded from the ranking)
+    "s3rec_beauty": ("amazon_beauty/s3rec/Beauty.txt",) * 2 + ("last-item",),
+    "s3rec_sports": ("amazon_sports_outdoors/s3rec/Sports_and_Outdoors.txt",) * 2 + ("last-item",),
+    "s3rec_toys": ("amazon_toys_games/s3rec/Toys_and_Games.txt",) * 2 + ("last-item",),
+    "s3rec_yelp": ("yelp/s3rec/Yelp.txt",) * 2 + ("last-item",),
+    "s3rec_lastfm": ("lastfm_hetrec/s3rec/LastFM.txt",) * 2 + ("last-item",),
+    "bert4rec_beauty": ("amazon_beauty/bert4rec/beauty.txt",) * 2 + ("last-item",),
+    "sasrec_video": ("amazon_video_games/sasrec/Video.txt",) * 2 + ("last-item",),
     "excerpt": (
         str(REPO / "data/excerpt/train.tsv"),
         str(REPO / "data/excerpt/test.tsv"),

@@ -123,3 +123,128 @@ def test_accuracy_saves_models_and_hybrid_combines_them_into_the_table(tmp_path)
     assert len(hyb["config"]["hybrid"]["weights"]) == 2 and 0 <= hyb["recall@20"] <= 1
     table = run(str(BENCH / "accuracy.py"), "--table", str(res)).stdout
     assert "**excerpt**" in table and "| sknn+sr |" in table and "| sr |" in table
+
+
+def test_seq_speed_helpers_by_hand():
+    from seq_speed import config_file, dataset_name, interleave, model_overrides, replay_sessions
+
+    from seqrec.data.samples import Samples
+    from seqrec.data.sessions import SessionLog
+
+    sets = ["sasrec.batch_size=256", "bert4rec.mask_prob=0.6", "learning_rate=0.1"]
+    assert model_overrides("sasrec", sets) == ["batch_size=256", "learning_rate=0.1"]
+    assert model_overrides("fpmc", sets) == ["learning_rate=0.1"]
+    assert dataset_name("../shared/data/amazon_beauty/s3rec/Beauty.txt") == "beauty"
+    assert dataset_name(str(BENCH.parent / "data" / "excerpt" / "train.tsv")) == "excerpt"
+    configs = BENCH.parent / "configs"
+    assert config_file("sasrec", "beauty", {}) == str(configs / "sasrec" / "excerpt.toml")
+    assert config_file("gru4rec", "rsc15_100k", {}) == str(configs / "gru4rec" / "rsc15_100k.toml")
+    assert config_file("sasrec", "beauty", {"sasrec": "/x/my.toml"}) == "/x/my.toml"
+
+    # the last 3 clicks of each history, its target included; unknown items (-1) dropped
+    prefixes = SessionLog(
+        offsets=np.array([0, 3, 4]),
+        items=np.array([0, 1, 2, 3], dtype=np.int32),
+        session_ids=np.array(["u1", "u2"]),
+    )
+    test = Samples(prefixes, np.array([4, -1]))
+    ext = ["i0", "i1", "i2", "i3", "i4"]
+    assert replay_sessions(test, ext, 3) == [("u1", ["i1", "i2", "i4"]), ("u2", ["i3"])]
+
+    # 2 sessions at a time, one click each in turn; "a" comes round again as "a#2"
+    sessions = [("a", ["1", "2"]), ("b", ["3"]), ("c", ["4", "5", "6"])]
+    assert interleave(sessions, 7, 2) == [
+        ("a", "1"), ("b", "3"), ("a", "2"), ("c", "4"), ("a#2", "1"), ("c", "5"), ("a#2", "2"),
+    ]  # fmt: skip
+
+
+def test_seq_speed_rejects_bad_options():
+    import pytest
+    from seq_speed import main, parse_args
+
+    with pytest.raises(SystemExit):  # a --set for a model that is not run
+        parse_args(["--models", "sasrec", "--set", "bert4rec.mask_prob=0.6"])
+    with pytest.raises(SystemExit):
+        parse_args(["--config", "sasrec"])
+    args = parse_args(["--quick", "--epochs", "3"])  # explicit options beat --quick's
+    assert args.epochs == 3 and args.threads == 1 and args.out is None
+    assert args.train.endswith("data/excerpt/train.tsv") and args.dataset == "excerpt"
+    excerpt = str(BENCH.parent / "data" / "excerpt" / "train.tsv")
+    with pytest.raises(SystemExit, match="holds sessions"):  # session data needs --test
+        main(["--train", excerpt, "--models", "sasrec"])
+
+
+def _seq_speed(*args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "seq_speed.py"), *args],
+        capture_output=True, text=True, timeout=600, check=False,
+        env={**os.environ, "PYTHONPATH": str(BENCH.parent)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_seq_speed_on_the_excerpt_records_training_evaluation_and_serving(tmp_path):
+    out = tmp_path / "seq.jsonl"
+    args = ["--quick", "--models", "sasrec,gru4rec", "--serve-clicks", "50",
+            "--serve-warmup", "5", "--active-sessions", "4", "--out", str(out)]  # fmt: skip
+    proc = _seq_speed(*args)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["model"] for r in rows] == ["sasrec", "gru4rec"]
+    printed = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    assert printed == rows
+    test_sessions: dict[str, int] = {}
+    test_tsv = BENCH.parent / "data" / "excerpt" / "test.tsv"
+    for line in test_tsv.read_text().splitlines()[1:]:
+        sid = line.split("\t")[0]
+        test_sessions[sid] = test_sessions.get(sid, 0) + 1
+    last_item_queries = sum(n >= 2 for n in test_sessions.values())
+    for r in rows:
+        assert r["config_file"] == f"configs/{r['model']}/excerpt.toml" and r["overrides"] == []
+        assert r["config"]["n_epochs"] == 1 and r["config"]["threads"] == 1
+        assert r["config"]["patience"] == 0 and r["threads"] == 1
+        assert r["kind"] == "sessions" and r["test_split"] == "last item of a session"
+        (ep,) = r["epochs"]
+        # both train on every (prefix, next item) pair of the excerpt once per epoch
+        assert ep["events"] == r["train_log_events"] - r["train_sessions"]
+        assert ep["seconds"] > 0
+        assert abs(ep["events_per_s"] / (ep["events"] / ep["seconds"]) - 1) < 1e-4
+        assert r["fit_s"] >= ep["seconds"] and r["loop_s"] == ep["seconds"]
+        assert r["eval_queries"] + r["n_unknown_targets"] == last_item_queries
+        assert r["protocol"] == "last-item" and r["eval_s"] > 0
+        assert abs(r["queries_per_s"] / (r["eval_queries"] / r["eval_s"]) - 1) < 1e-4
+        sv = r["serve"]
+        assert sv["clicks"] == 50 and sv["warmup"] == 5 and sv["top_k"] == "exact"
+        assert 0 < sv["p50_ms"] <= sv["p90_ms"] <= sv["p99_ms"] <= sv["max_ms"]
+        assert sv["sessions"] >= 55 // 5 and sv["max_history"] == 50 and sv["k"] == 20
+        for when in ("host_before", "host_after"):
+            h = r[when]
+            assert h["cores"] == os.cpu_count() and len(h["load_avg"]) == 3 and h["cpu"]
+            assert h["sgemm_gflops"] > 0 and isinstance(h["processes"], list)
+        assert r["command"] == "python benchmarks/seq_speed.py " + " ".join(args)
+    assert "| sasrec | configs/sasrec/excerpt.toml |" in proc.stdout
+    assert (
+        "| gru4rec |" in proc.stdout and "reproduce: python benchmarks/seq_speed.py" in proc.stdout
+    )
+
+
+def test_seq_speed_on_user_histories_evaluates_the_leave_one_out_test(tmp_path):
+    data = tmp_path / "Beauty.txt"  # s3rec: "user item item ...", 30 users, 6 items each
+    data.write_text("".join(f"{u} " + " ".join(str((u + j) % 12 + 1) for j in range(6)) + "\n"
+                            for u in range(1, 31)))  # fmt: skip
+    out = tmp_path / "seq.jsonl"
+    proc = _seq_speed("--train", str(data), "--models", "bprmf", "--epochs", "2",
+                      "--threads", "1", "--serve-clicks", "40", "--serve-warmup", "0",
+                      "--set", "bprmf.batch_size=16", "--out", str(out))  # fmt: skip
+    (r,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert r["dataset"] == "beauty" and r["format"] == "s3rec" and r["kind"] == "histories"
+    assert r["test_split"] == "leave-one-out" and r["test"] == str(data)
+    assert r["eval_queries"] == 30 and r["n_unknown_targets"] == 0  # one query per user
+    assert r["overrides"] == ["batch_size=16"] and r["config"]["batch_size"] == 16
+    # BPR-MF trains on every (user, item) pair of history[:-2]: 30 x 4 per epoch
+    assert [e["events"] for e in r["epochs"]] == [120, 120]
+    assert r["train_log_events"] == 120 and r["serve"]["clicks"] == 40
+    assert (
+        "| users |" in proc.stdout
+        and "| bprmf | configs/bprmf/excerpt.toml batch_size=16 |" in proc.stdout
+    )

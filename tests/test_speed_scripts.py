@@ -248,3 +248,31 @@ def test_seq_speed_on_user_histories_evaluates_the_leave_one_out_test(tmp_path):
         "| users |" in proc.stdout
         and "| bprmf | configs/bprmf/excerpt.toml batch_size=16 |" in proc.stdout
     )
+
+
+def test_collect_cli_runs_reads_epochs_best_epoch_and_the_evaluation(tmp_path):
+    from collect_cli_runs import parse
+
+    result = {"protocol": "last-item", "recall@10": 0.25, "ndcg@10": 0.125, "n_queries": 8}
+    log = tmp_path / "run.log"
+    log.write_text(
+        "# Wed host: Model name: AMD EPYC tree /t abc123\n"
+        "# seqrec train --train x.txt --model sasrec --config c.toml --out runs/run.model\n"
+        "epoch 1/9: loss 9.0, 1,000 events in 10.5s (95 ev/s), valid recall@10 0.1000, "
+        "valid ndcg@10 0.0500\n"
+        "epoch 2/9: loss 8.0, 1,000 events in 11.0s (91 ev/s), valid recall@10 0.2000, "
+        "valid ndcg@10 0.0700\n"
+        "epoch 3/9: loss 7.0, 1,000 events in 12.0s (83 ev/s), valid recall@10 0.3000, "
+        "valid ndcg@10 0.0600\n"
+        "train wall 40.0 s\n" + json.dumps(result) + "\neval wall 2.0 s\n",
+        encoding="utf-8",
+    )
+    r = parse(log, "ndcg@10")
+    assert r is not None
+    assert r["best_epoch"] == 2 and r["epochs_run"] == 3 and r["best_valid_ndcg@10"] == 0.07
+    assert r["train_seconds_to_best"] == 21.5 and r["train_wall_seconds"] == 40.0
+    assert r["recall@10"] == 0.25 and r["command"].startswith("seqrec train")
+    assert parse(log, "recall@10")["best_epoch"] == 3
+    unfinished = tmp_path / "u.log"
+    unfinished.write_text("# host\nepoch 1/9: loss 9.0, 10 events in 1.0s (10 ev/s)\n")
+    assert parse(unfinished, "ndcg@10") is None

@@ -65,6 +65,7 @@ from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError
 from seqrec.models.base import Recommender
 from seqrec.trainconfig import LossConfig, SamplerConfig, SequenceConfig, TrainConfig
+from seqrec.training.dropout import fast_dropout
 from seqrec.training.losses import get_target_loss
 from seqrec.training.optim import build_optimizers, step_row_params
 from seqrec.training.sampling import PopularitySampler, in_batch_candidates, uniform_negatives
@@ -265,10 +266,11 @@ class SequenceTask:
             if threads and threads != previous:
                 torch.set_num_threads(threads)
             try:
-                for arrays in self.batcher.batches(epoch, self.o.batch_size, plan):
-                    if self.trim:
-                        arrays = trim_batch(*arrays)
-                    yield tuple(torch.from_numpy(a).to(self.device) for a in arrays)
+                with fast_dropout(self.net):
+                    for arrays in self.batcher.batches(epoch, self.o.batch_size, plan):
+                        if self.trim:
+                            arrays = trim_batch(*arrays)
+                        yield tuple(torch.from_numpy(a).to(self.device) for a in arrays)
             finally:
                 self.net.eval()
                 if torch.get_num_threads() != previous:

@@ -130,7 +130,7 @@ def _gru_by_hand(gru: torch.nn.GRU, xs: torch.Tensor) -> torch.Tensor:
     with torch's gate order r, z, n)."""
     w_ih, w_hh, b_ih, b_hh = gru.weight_ih_l0, gru.weight_hh_l0, gru.bias_ih_l0, gru.bias_hh_l0
     H = w_hh.shape[1]
-    h = torch.zeros(H)
+    h = xs.new_zeros(H)
     out = []
     for x in xs:
         gi, gh = w_ih @ x + b_ih, w_hh @ h + b_hh
@@ -146,24 +146,32 @@ def _gru_by_hand(gru: torch.nn.GRU, xs: torch.Tensor) -> torch.Tensor:
 def test_encoders_and_decoder_equal_a_naive_per_sample_loop(attention: str) -> None:
     """Each session alone, real items only: h_j by the GRU equations, c_g = h_t,
     e_j = v^T sigmoid(A1 h_t + A2 h_j), alpha = softmax(e) (or e), c_l = sum alpha_j h_j,
-    q = B [c_g; c_l], S_i = E_i . q."""
-    m = net(attention, n_items=12, D=3, H=4)
+    q = B [c_g; c_l], S_i = E_i . q; the values and the gradients of every parameter
+    (float64, so the packed batch and the loop agree to rounding)."""
+    m = net(attention, n_items=12, D=3, H=4).double()
     sessions = [[7], [3, 1, 4], [9, 2, 6, 5], [11, 11]]
-    with torch.no_grad():
-        ctx, query = m.context(BATCH), m(BATCH)[:, 0]
-        scores = m.item_scores(query)
-        for b, items in enumerate(sessions):
-            h = _gru_by_hand(m.gru, m.item_emb[torch.tensor(items)])  # (L, H)
-            c_g = h[-1]
-            e = torch.stack([m.v @ torch.sigmoid(m.A1.weight @ c_g + m.A2.weight @ hj)
-                             for hj in h])  # fmt: skip
-            alpha = torch.softmax(e, 0) if attention == "softmax" else e
-            c_l = sum(a * hj for a, hj in zip(alpha, h, strict=True))
-            c = torch.cat([c_g, c_l])
-            q = m.decoder.weight @ c  # B: (D x 2H)
-            torch.testing.assert_close(ctx[b], c, rtol=1e-5, atol=1e-6)
-            torch.testing.assert_close(query[b], q, rtol=1e-5, atol=1e-6)
-            torch.testing.assert_close(scores[b], m.item_emb[:12] @ q, rtol=1e-5, atol=1e-6)
+    target = torch.tensor([1, 0, 11, 5])
+    ctx, query = m.context(BATCH), m(BATCH)[:, 0]
+    scores = m.item_scores(query)
+    loss = torch.nn.functional.cross_entropy(scores, target)
+    grads = torch.autograd.grad(loss, list(m.parameters()))
+    naive = []
+    for b, items in enumerate(sessions):
+        h = _gru_by_hand(m.gru, m.item_emb[torch.tensor(items)])  # (L, H)
+        c_g = h[-1]
+        e = torch.stack([m.v @ torch.sigmoid(m.A1.weight @ c_g + m.A2.weight @ hj)
+                         for hj in h])  # fmt: skip
+        alpha = torch.softmax(e, 0) if attention == "softmax" else e
+        c_l = sum(a * hj for a, hj in zip(alpha, h, strict=True))
+        c = torch.cat([c_g, c_l])
+        q = m.decoder.weight @ c  # B: (D x 2H)
+        torch.testing.assert_close(ctx[b], c)
+        torch.testing.assert_close(query[b], q)
+        naive.append(m.item_emb[:12] @ q)
+    torch.testing.assert_close(scores, torch.stack(naive))
+    want = torch.nn.functional.cross_entropy(torch.stack(naive), target)
+    for (name, p), g in zip(m.named_parameters(), grads, strict=True):
+        torch.testing.assert_close(g, torch.autograd.grad(want, p, retain_graph=True)[0], msg=name)
 
 
 def test_no_state_sees_a_later_item() -> None:

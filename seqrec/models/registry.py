@@ -14,6 +14,7 @@ from seqrec.models.fpmc import FPMC
 from seqrec.models.gru4rec import GRU4Rec
 from seqrec.models.hybrid import GRU4RecVSKNN, Hybrid
 from seqrec.models.itemknn import ItemKNN
+from seqrec.models.narm import NARM
 from seqrec.models.pop import Pop, SessionPop
 from seqrec.models.rules import AR, SR, Markov
 from seqrec.models.sasrec import SASRec
@@ -29,6 +30,7 @@ MODELS: dict[str, type[Recommender]] = {
     BERT4Rec.name: BERT4Rec,
     BPRMF.name: BPRMF,
     Caser.name: Caser,
+    NARM.name: NARM,
     Markov.name: Markov,
     SR.name: SR,
     AR.name: AR,

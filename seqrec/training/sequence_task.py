@@ -66,7 +66,7 @@ from seqrec.errors import ConfigError
 from seqrec.models.base import Recommender
 from seqrec.trainconfig import LossConfig, SamplerConfig, SequenceConfig, TrainConfig
 from seqrec.training.dropout import fast_dropout
-from seqrec.training.losses import get_target_loss
+from seqrec.training.losses import full_softmax_cross_entropy, get_target_loss
 from seqrec.training.optim import build_optimizers, step_row_params
 from seqrec.training.sampling import PopularitySampler, in_batch_candidates, uniform_negatives
 from seqrec.training.sequences import LAYOUTS, EpochPlan, SequenceBatcher, trim_batch
@@ -101,7 +101,10 @@ class SequenceNet(Protocol):
         ...
 
     # optional: ``row_params: list[str]``, item tables updated row-sparsely;
-    # ``uses_users: bool``, forward takes the samples' user codes
+    # ``uses_users: bool``, forward takes the samples' user codes;
+    # ``output_table() -> (table (n_items, d), bias (n_items,) | None)`` with
+    # ``item_scores(hidden) == hidden @ table.T + bias``: full cross-entropy is then
+    # computed without the (N, n_items) score matrix (losses.full_softmax_cross_entropy)
 
     def parameters(self) -> Iterator[nn.Parameter]: ...
 
@@ -218,6 +221,14 @@ class SequenceTask:
         # to its longest window (the states of real positions are unchanged)
         self.trim = not getattr(net, "fixed_width", False)
         self.loss_fn = get_target_loss(o.loss)
+        # full softmax cross-entropy straight from the net's output table, chunk by chunk
+        # (same loss and gradients up to float rounding; no (N, n_items) scores in memory)
+        self.chunked_xent = (
+            o.negatives == "full"
+            and o.loss == "cross-entropy"
+            and o.elu_param == 0
+            and callable(getattr(net, "output_table", None))
+        )
         self.opt, self.row_opt, self.row_names = build_optimizers(
             net, o.optimizer, o.learning_rate, o.weight_decay, o.momentum
         )
@@ -290,13 +301,17 @@ class SequenceTask:
         sel = targets >= 0  # (B, T)
         h = hidden[sel]  # (N, d)
         tgt = targets[sel]  # (N,)
-        scores, column, mask, log_q = self._scores(h, tgt, inputs, targets, sel)
-        if o.elu_param > 0:
-            scores = torch.nn.functional.elu(scores, alpha=o.elu_param)
-        loss = self.loss_fn(
-            scores, column, mask=mask, log_q=log_q, logq=o.logq, bpreg=o.bpreg,
-            gbce_t=o.gbce_t, n_items=self.n_items, temperature=o.temperature,
-        )  # fmt: skip
+        if self.chunked_xent:
+            table, bias = net.output_table()  # type: ignore[operator]
+            loss = full_softmax_cross_entropy(h, table, bias, tgt)
+        else:
+            scores, column, mask, log_q = self._scores(h, tgt, inputs, targets, sel)
+            if o.elu_param > 0:
+                scores = torch.nn.functional.elu(scores, alpha=o.elu_param)
+            loss = self.loss_fn(
+                scores, column, mask=mask, log_q=log_q, logq=o.logq, bpreg=o.bpreg,
+                gbce_t=o.gbce_t, n_items=self.n_items, temperature=o.temperature,
+            )  # fmt: skip
         for p in self.net.parameters():
             p.grad = None
         loss.backward()

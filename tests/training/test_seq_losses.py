@@ -12,6 +12,7 @@ from seqrec.errors import ConfigError
 from seqrec.training.losses import (
     TARGET_LOSSES,
     bce,
+    full_softmax_cross_entropy,
     gbce,
     gbce_beta,
     get_target_loss,
@@ -208,3 +209,58 @@ def test_bad_shapes_and_names() -> None:
     with pytest.raises(ConfigError, match="unknown loss 'nope'"):
         get_target_loss("nope")
     assert math.isfinite(TARGET_LOSSES["bpr-max"](scores, torch.zeros(3, dtype=torch.long)).item())
+
+
+# ------------------------------------------------ full softmax, chunk by chunk
+
+
+def _naive_full_xent(hidden, table, bias, target):
+    """Mean over rows of logsumexp_i(h . W_i + b_i) - (h . W_t + b_t), one row at a time."""
+    rows = []
+    for h, t in zip(hidden, target, strict=True):
+        s = table @ h + (bias if bias is not None else 0.0)  # (C,)
+        rows.append(torch.logsumexp(s, 0) - s[t])
+    return torch.stack(rows).mean()
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("store", [False, True])
+@pytest.mark.parametrize("chunk", [1, 4, 7, 23, 100])  # 1 item, ragged, exact, one chunk
+def test_chunked_full_softmax_equals_the_naive_loss_and_gradients(bias, store, chunk) -> None:
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(6, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    table = torch.randn(23, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(23, generator=g, dtype=torch.float64, requires_grad=True) if bias else None
+    target = torch.tensor([0, 22, 5, 5, 9, 22])  # repeated targets: index_add accumulates
+    params = [hidden, table] + ([b] if bias else [])
+    want = _naive_full_xent(hidden, table, b, target)
+    want_grads = torch.autograd.grad(want, params)
+    got = full_softmax_cross_entropy(hidden, table, b, target, chunk=chunk, store=store)
+    got_grads = torch.autograd.grad(got * 3.0, params)  # an upstream gradient of 3
+    assert got.item() == pytest.approx(want.item(), rel=1e-12)
+    for w, gg in zip(want_grads, got_grads, strict=True):
+        torch.testing.assert_close(gg, 3.0 * w, rtol=1e-10, atol=1e-12)
+    # and it is the unchunked cross-entropy of the scores
+    scores = hidden @ table.t() + (b if bias else 0.0)
+    assert softmax_cross_entropy(scores, target).item() == pytest.approx(got.item(), rel=1e-12)
+
+
+def test_chunked_full_softmax_is_stable_for_large_scores() -> None:
+    hidden = torch.tensor([[100.0], [-100.0]], requires_grad=True)
+    table = torch.tensor([[10.0], [9.0], [-10.0]], requires_grad=True)
+    target = torch.tensor([1, 2])
+    loss = full_softmax_cross_entropy(hidden, table, None, target, chunk=2, store=True)
+    # row 0: scores (1000, 900, -1000) -> loss 100; row 1: (-1000, -900, 1000) -> 0
+    assert loss.item() == pytest.approx(50.0, rel=1e-6)
+    loss.backward()
+    assert torch.all(torch.isfinite(hidden.grad)) and torch.all(torch.isfinite(table.grad))
+
+
+def test_chunked_full_softmax_rejects_bad_shapes() -> None:
+    h, w = torch.zeros(3, 2), torch.zeros(5, 2)
+    with pytest.raises(ValueError, match="hidden must be"):
+        full_softmax_cross_entropy(h, torch.zeros(5, 3), None, torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="target"):
+        full_softmax_cross_entropy(h, w, None, torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="bias"):
+        full_softmax_cross_entropy(h, w, torch.zeros(4), torch.zeros(3, dtype=torch.long))

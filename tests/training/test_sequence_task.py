@@ -257,3 +257,48 @@ def test_family_keys_belong_to_the_sequences_family_only() -> None:
         GRU4Rec(max_len=7)  # a session-parallel model has no window
     with pytest.raises(ConfigError, match="negatives"):
         FPMC(negatives="hard")
+
+
+class TableNet(FakeNet):
+    """FakeNet declaring its read-out table: ``item_scores(h) == h @ out.T``."""
+
+    def output_table(self) -> tuple[Tensor, None]:
+        return self.out, None
+
+
+@pytest.mark.parametrize("layout", ["last", "causal"])
+def test_full_cross_entropy_from_the_output_table_trains_as_from_the_score_matrix(
+    layout: str,
+) -> None:
+    """A net with ``output_table`` gets the chunked full softmax: the same losses and
+    weights as the (N, n_items) score matrix, up to float rounding."""
+    opts = SequenceOptions(layout=layout, max_len=4, batch_size=16, learning_rate=0.05, seed=3)
+    tasks = []
+    for cls in (FakeNet, TableNet):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            net = cls(N_ITEMS, dropout=0.2)
+        tasks.append(SequenceTask(net, chain_log(), N_ITEMS, opts))
+    plain, chunked = tasks
+    assert chunked.chunked_xent and not plain.chunked_xent
+    hist = [run_training(t, LoopOptions(n_epochs=3, progress=False)) for t in tasks]
+    for a, b in zip(*hist, strict=True):
+        assert b.loss == pytest.approx(a.loss, rel=1e-4, abs=1e-6)
+    for (name, p), q in zip(plain.net.named_parameters(), chunked.net.parameters(), strict=True):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"loss": "bpr-max"},
+        {"elu_param": 0.5},
+        {"negatives": "uniform", "n_neg": 2},
+        {"negatives": "popularity", "n_neg": 3, "logq": 1.0},
+    ],
+)
+def test_the_chunked_full_softmax_is_used_only_for_plain_full_cross_entropy(kw: dict) -> None:
+    with torch.random.fork_rng(devices=[]):
+        net = TableNet(N_ITEMS)
+    task = SequenceTask(net, chain_log(), N_ITEMS, SequenceOptions(layout="last", **kw))
+    assert not task.chunked_xent

@@ -18,6 +18,7 @@ from seqrec.models.pop import Pop, SessionPop
 from seqrec.models.rules import AR, SR, Markov
 from seqrec.models.sasrec import SASRec
 from seqrec.models.sknn import SKNN, VMISKNN, VSKNN
+from seqrec.models.srgnn import SRGNN
 from seqrec.models.stan import STAN
 
 MODELS: dict[str, type[Recommender]] = {
@@ -29,6 +30,7 @@ MODELS: dict[str, type[Recommender]] = {
     BERT4Rec.name: BERT4Rec,
     BPRMF.name: BPRMF,
     Caser.name: Caser,
+    SRGNN.name: SRGNN,
     Markov.name: Markov,
     SR.name: SR,
     AR.name: AR,

@@ -5,6 +5,7 @@ keys belonging to the sequences family only."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,24 @@ def test_the_schedule_keys_belong_to_the_sequences_family() -> None:
     assert SASRec().training_keys["lr_decay_step"] == 0  # off unless asked for
     with pytest.raises(ConfigError, match="unknown config key 'lr_decay_step'"):
         GRU4Rec(lr_decay_step=3)
+
+
+def test_a_checkpoint_from_before_the_schedule_keys_resumes(tmp_path: Path) -> None:
+    """A checkpoint whose fingerprint lacks lr_decay_step / lr_decay (written before the
+    keys existed) resumes when the run keeps the schedule off, and not otherwise."""
+    from seqrec.data.sessions import SessionLog
+    from seqrec.errors import ModelFileError
+    from seqrec.training import fit
+
+    log = SessionLog.from_sequences([[0, 1, 2, 3], [2, 3, 1], [4, 0, 2]] * 4)
+    keys = {"hidden": 8, "n_blocks": 1, "max_len": 4, "batch_size": 4}
+    fit(SASRec(**keys, n_epochs=1), log, checkpoint_dir=tmp_path, progress=False)
+    info = tmp_path / "checkpoint" / "info.json"
+    saved = json.loads(info.read_text())
+    for key in ("lr_decay_step", "lr_decay"):
+        del saved["fingerprint"]["config"][key]  # as an older version wrote it
+    info.write_text(json.dumps(saved))
+    model = fit(SASRec(**keys, n_epochs=2), log, checkpoint_dir=tmp_path, resume=True)
+    assert [h.epoch for h in model.history_] == [0, 1]
+    with pytest.raises(ModelFileError, match="another configuration \\(lr_decay_step"):
+        fit(SASRec(**keys, n_epochs=3, lr_decay_step=1), log, checkpoint_dir=tmp_path, resume=True)

@@ -25,6 +25,7 @@ __all__ = [
     "SequenceConfig",
     "TrainConfig",
     "UserItemConfig",
+    "check_lr_schedule",
     "split_training",
     "training_configs",
     "training_dict",
@@ -161,6 +162,15 @@ def training_dict(*configs: Any) -> dict[str, Any]:
     return out
 
 
+def check_lr_schedule(step: int, decay: float) -> None:
+    """The step schedule's keys: ``lr_decay_step`` an integer >= 0 (0: off) and
+    ``lr_decay`` a factor in (0, 1] (ConfigError otherwise)."""
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        _bad(f"lr_decay_step must be an integer >= 0 (epochs; 0 = off), got {step!r}")
+    if not (math.isfinite(decay) and 0.0 < decay <= 1.0):
+        _bad(f"lr_decay must be in (0, 1], got {decay!r}")
+
+
 @dataclass(frozen=True)
 class SequenceConfig:
     """Keys of the padded-sequence family (seqrec.training.sequence_task).
@@ -178,6 +188,10 @@ class SequenceConfig:
     negatives: Literal["full", "uniform", "popularity", "in-batch"] = "full"
     exclude_history: bool = False  # uniform negatives: never an item of the session
     weight_decay: float = 0.0  # of the torch.optim optimiser
+    # step learning-rate schedule: epoch e (0-based) trains with
+    # learning_rate * lr_decay ** (e // lr_decay_step); lr_decay_step = 0: constant
+    lr_decay_step: int = 0
+    lr_decay: float = 0.1
 
     def validate(self) -> None:
         if self.max_len < 1:
@@ -190,6 +204,7 @@ class SequenceConfig:
             _bad("sort_pool must be >= 0")
         if self.weight_decay < 0:
             _bad("weight_decay must be >= 0")
+        check_lr_schedule(self.lr_decay_step, self.lr_decay)
 
 
 @dataclass(frozen=True)

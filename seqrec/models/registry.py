@@ -19,6 +19,7 @@ from seqrec.models.pop import Pop, SessionPop
 from seqrec.models.rules import AR, SR, Markov
 from seqrec.models.sasrec import SASRec
 from seqrec.models.sknn import SKNN, VMISKNN, VSKNN
+from seqrec.models.srgnn import SRGNN
 from seqrec.models.stan import STAN
 
 MODELS: dict[str, type[Recommender]] = {
@@ -31,6 +32,7 @@ MODELS: dict[str, type[Recommender]] = {
     BPRMF.name: BPRMF,
     Caser.name: Caser,
     NARM.name: NARM,
+    SRGNN.name: SRGNN,
     Markov.name: Markov,
     SR.name: SR,
     AR.name: AR,

@@ -110,6 +110,11 @@ class SASRecNet(nn.Module):
         w = self.item_emb[items]  # (C, d) | (N, K, d)
         return hidden @ w.t() if items.dim() == 1 else torch.einsum("nd,ncd->nc", hidden, w)
 
+    def output_table(self) -> tuple[torch.Tensor, None]:
+        """``(E (n_items, d), no bias)``: ``item_scores(h) == h @ E.T``, so the training
+        task computes full cross-entropy chunk by chunk, without the (N, n_items) scores."""
+        return self.item_emb[: self.n_items], None
+
 
 class SASRec(Recommender):
     """SASRec: causal self-attention over the last ``max_len`` items of a history."""

@@ -103,6 +103,11 @@ RESUMABLE_KEYS = frozenset(
 )
 
 
+# keys added after checkpoints were first written, with the value that reproduces the
+# training of a checkpoint that lacks them (it was written before they existed)
+ADDED_KEYS: dict[str, Any] = {"lr_decay_step": 0, "lr_decay": 0.1}
+
+
 def checkpoint_fingerprint(config: dict[str, Any], train: Any, n_items: int) -> dict[str, Any]:
     """What a checkpoint must match to be resumed: the config (less RESUMABLE_KEYS) and
     the training data's shape and content (sessions, events, items, a CRC of the log)."""
@@ -124,6 +129,8 @@ def _fingerprint_mismatch(saved: Any, current: dict[str, Any]) -> str | None:
     if not isinstance(saved, dict):
         return "its fingerprint is malformed"
     s_cfg, c_cfg = saved.get("config"), current["config"]
+    if isinstance(s_cfg, dict):  # a checkpoint older than a key: that key's old behaviour
+        s_cfg = {**{k: v for k, v in ADDED_KEYS.items() if k in c_cfg}, **s_cfg}
     if s_cfg != c_cfg:
         if not isinstance(s_cfg, dict):
             return "its fingerprint is malformed"

@@ -282,6 +282,24 @@ def build_optimizers(
     return opt, row_opt, row_names
 
 
+def step_lr(base: float, epoch: int, step: int, decay: float) -> float:
+    """Step schedule: ``base * decay ** (epoch // step)`` for 0-based ``epoch``; ``base``
+    when ``step`` is 0 (off). E.g. base 0.001, step 3, decay 0.1: epochs 0-2 train with
+    0.001, epochs 3-5 with 0.0001, ..."""
+    return base if step <= 0 else base * decay ** (epoch // step)
+
+
+def set_learning_rate(
+    opt: torch.optim.Optimizer | None, row_opt: RowOptimizer | None, lr: float
+) -> None:
+    """Set the learning rate of a task's dense and row-sparse optimisers."""
+    if opt is not None:
+        for group in opt.param_groups:
+            group["lr"] = lr
+    if row_opt is not None:
+        row_opt.lr = lr
+
+
 def step_row_params(opt: RowOptimizer, names: list[str], weight_decay: float = 0.0) -> None:
     """One step of the row parameters ``names`` after ``backward``: only the rows a
     sparse gradient touches (``nn.functional.embedding(..., sparse=True)`` in the net),

@@ -1,4 +1,4 @@
-"""Serving the padded-sequence models (FPMC, SASRec, BERT4Rec, Caser, NARM): they keep no
+"""Serving the padded-sequence models (FPMC, SASRec, BERT4Rec, Caser, NARM, SR-GNN): they keep no
 recurrent state, so the runtime re-encodes the session's stored recent history on every click.
 Click by click, the runtime and the HTTP app answer exactly as the model scores the
 whole history; a session longer than the model's window is answered from its most
@@ -20,6 +20,7 @@ from seqrec.models.caser import Caser
 from seqrec.models.fpmc import FPMC
 from seqrec.models.narm import NARM
 from seqrec.models.sasrec import SASRec
+from seqrec.models.srgnn import SRGNN
 from seqrec.serving.runtime import Runtime
 
 from .conftest import ITEMS, SESSIONS, _fit
@@ -35,9 +36,10 @@ MODELS = {
         {"hidden": 8, "n_h": 2, "n_v": 2, "L": 3, "max_len": 3, "n_epochs": 1, "batch_size": 4},
     ),
     "narm": (NARM, {"embedding": 8, "hidden": 8, "max_len": 4, "n_epochs": 1, "batch_size": 4}),
+    "srgnn": (SRGNN, {"hidden": 8, "max_len": 5, "n_epochs": 1, "batch_size": 4}),
 }
 # history items the model reads
-WINDOW = {"sasrec": 4, "bert4rec": 3, "fpmc": 4, "caser": 3, "narm": 4}
+WINDOW = {"sasrec": 4, "bert4rec": 3, "fpmc": 4, "caser": 3, "narm": 4, "srgnn": 5}
 
 
 @pytest.fixture(scope="module")

@@ -200,6 +200,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     model = cls(with_process_tuning(cls, cfg))  # validates the config before any data is read
     _check_train_outputs(args.out, args.checkpoint_dir, args.resume)  # before any work
     data = load_training_data(args.train, args.format, _columns(args))
+    data = _carve_train_validation(data, args)
     _print_report(data.report)
     t0 = time.perf_counter()
     fit_model(
@@ -226,6 +227,39 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"({len(data.item_index):,} items) in {seconds:.1f}s{path} -> {args.out}"
     )
     return 0
+
+
+def _carve_train_validation(data: Any, args: argparse.Namespace) -> Any:
+    """``--valid-fraction`` / ``--valid-days``: hold the last sessions of the training data
+    out as the validation split (early stopping, per-epoch validation); no test data is
+    read. The held-out sessions are not trained on; validation events whose item the
+    remaining training data lacks are dropped (as ``seqrec tune`` does)."""
+    if args.valid_fraction is None and args.valid_days is None:
+        return data
+    import copy
+    import dataclasses
+
+    from seqrec.data.preprocess import carve_validation
+    from seqrec.errors import ConfigError
+
+    if args.valid:
+        raise ConfigError("give either --valid or --valid-fraction / --valid-days, not both")
+    if data.kind == "histories":
+        raise ConfigError(
+            "--valid-fraction / --valid-days apply to session data; user histories already "
+            "validate on the second-to-last item of each history"
+        )
+    train, valid = carve_validation(data.train, args.valid_days, args.valid_fraction or 0.1)
+    what = (
+        f"the sessions starting in the last {args.valid_days:g} days"
+        if args.valid_days is not None
+        else f"the last {(args.valid_fraction or 0.1) * 100:g} % of sessions"
+    )
+    report = copy.deepcopy(data.report)
+    report.add("valid", f"sessions carved from --train ({what})", valid.n_sessions)
+    report.add("valid", "validation events (items unseen in the rest dropped)", valid.n_events)
+    report.add("valid", "training sessions left", train.n_sessions)
+    return dataclasses.replace(data, train=train, valid=valid, report=report)
 
 
 def json_dumps_finite(obj: Any) -> str:
@@ -569,6 +603,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="validation sessions (same format) evaluated after every epoch (next-item "
         "recall@20 / mrr@20; used for early stopping when the config sets patience); "
         "hybrids tune their weights on it instead of a split carved from --train",
+    )
+    p.add_argument(
+        "--valid-fraction",
+        type=float,
+        metavar="F",
+        help="session data: hold out the last F of the training sessions (0 < F < 1) as "
+        "the validation split, evaluated after every epoch and used for early stopping "
+        "(patience); those sessions are not trained on. No test data is read",
+    )
+    p.add_argument(
+        "--valid-days",
+        type=float,
+        metavar="D",
+        help="as --valid-fraction, the sessions starting in the last D days of the training "
+        "data (needs timestamps)",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="model directory to write")
     p.add_argument(

@@ -95,7 +95,7 @@ def set_weights(net: STAMPNet, **values: list) -> None:
 
 EYE = [[1.0, 0.0], [0.0, 1.0]]
 ZERO = [[0.0, 0.0], [0.0, 0.0]]
-TABLE = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [9.0, 9.0], [9.0, 9.0]]  # 3 items + PAD, MASK
+TABLE = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]  # 3 items
 
 
 # -- STMO: the last click alone ---------------------------------------------------
@@ -110,7 +110,7 @@ def test_stmo_scores_the_last_click_alone() -> None:
     # and literally <tanh(W_t x_t + b_t), x_i>
     x_t = net.item_emb[sessions[:, -1]]
     h_t = torch.tanh(x_t @ net.mlp_t.weight.t() + net.mlp_t.bias)
-    torch.testing.assert_close(whole, h_t @ net.item_emb[:N].t())
+    torch.testing.assert_close(whole, h_t @ net.item_emb.t())
     # another session with the same last click: the same scores
     other = torch.tensor([[11, 12, 13, 14, 2]])
     assert torch.equal(net(other), net(sessions[:1]))
@@ -225,6 +225,34 @@ def test_shapes_for_any_width_and_candidates(variant: str) -> None:
     torch.testing.assert_close(net.item_scores(h, shared), full[:, shared])
     per_row = torch.randint(0, N, (4, 6))
     torch.testing.assert_close(net.item_scores(h, per_row), full.gather(1, per_row))
+
+
+class DenseLookup(STAMPNet):
+    """The reference: inputs read with plain (dense-gradient) indexing."""
+
+    def embed(self, seqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        valid = seqs >= 0
+        return self.item_emb[seqs.clamp(min=0)] * valid.unsqueeze(-1), valid
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_item_table_gets_one_exact_dense_gradient(variant: str) -> None:
+    """Full-catalogue and candidate scores: the sparse input rows are added into the
+    output's dense gradient (torch's Adam takes it), equal to plain indexing's."""
+    net = net_of(variant)
+    ref = DenseLookup(N, STAMPConfig(hidden=6, variant=variant), 0)
+    ref.load_state_dict(net.state_dict())
+    seqs = torch.tensor([[PAD, 3, 7, 3], [1, 2, 5, 6], [PAD, PAD, PAD, 9]])
+    for items in (None, torch.tensor([4, 3, 9]), torch.tensor([[4, 0], [3, 1], [9, 9]])):
+        grads = []
+        for m in (net, ref):
+            m.zero_grad(set_to_none=True)
+            scores = m.item_scores(m(seqs)[:, 0], items)
+            (scores.logsumexp(1) - scores[:, 0]).sum().backward()
+            grads.append(m.item_emb.grad)
+        assert grads[0].layout == torch.strided
+        torch.testing.assert_close(grads[0], grads[1])
+        assert grads[0][3].abs().sum() > 0  # an input-only row of the table
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

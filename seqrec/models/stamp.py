@@ -40,6 +40,8 @@ Training is :mod:`seqrec.training`'s ``"sequences"`` family with the ``last`` la
 (every prefix of every training session, its next item as target: the paper's
 augmentation), one state per sample, full softmax cross-entropy by default (sampled
 softmax by the loss keys), Adam with learning rate 0.005 and batches of 512 (the paper).
+The net declares its read-out table (``output_table``), so the full softmax is computed
+chunk by chunk (:func:`seqrec.training.losses.full_softmax_cross_entropy`).
 The paper reads the whole session; here a prefix longer than ``max_len`` (default 50)
 keeps its most recent ``max_len`` items, in training and at inference (the mean and
 the attention run over those). Initialisation as in the paper: item embeddings
@@ -162,6 +164,12 @@ class STAMPNet(nn.Module):
         h_s = torch.tanh(self.mlp_s(m_s))  # (B, d)
         h_t = torch.tanh(self.mlp_t(m_t))  # (B, d)
         return (h_s * h_t).unsqueeze(1)
+
+    def output_table(self) -> tuple[torch.Tensor, None]:
+        """The linear read-out ``item_scores(h) == h @ item_emb.T`` (no bias): with full
+        cross-entropy the task computes the loss chunk by chunk from it, without the
+        ``(N, n_items)`` score matrix."""
+        return self.item_emb, None
 
     def item_scores(self, hidden: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         """(N, d) -> (N, n_items) | (N, C) for items (C,) | (N, K) for items (N, K):

@@ -18,6 +18,7 @@ from seqrec.errors import ConfigError
 from seqrec.models import load_model
 from seqrec.models.stamp import STAMP, VARIANTS, STAMPConfig, STAMPNet
 from seqrec.nn.padding import PAD
+from seqrec.training import build_task
 
 # The contract suite (tests/models/test_contract.py) runs the registered default,
 # variant = "stamp"; these of its tests run here again for STMP and STMO, with this
@@ -225,6 +226,19 @@ def test_shapes_for_any_width_and_candidates(variant: str) -> None:
     torch.testing.assert_close(net.item_scores(h, shared), full[:, shared])
     per_row = torch.randint(0, N, (4, 6))
     torch.testing.assert_close(net.item_scores(h, per_row), full.gather(1, per_row))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_output_table_is_the_read_out_and_the_task_uses_it(variant: str) -> None:
+    net = net_of(variant)
+    table, bias = net.output_table()
+    h = net(torch.tensor([[PAD, 3, 7], [1, 2, 5]]))[:, 0]
+    assert table is net.item_emb and bias is None
+    torch.testing.assert_close(net.item_scores(h), h @ table.t())
+    model = STAMP(SMALL, variant=variant)
+    assert build_task(model, chain(20)).chunked_xent  # full cross-entropy by default
+    sampled = STAMP(SMALL, variant=variant, negatives="uniform", n_sample=4)
+    assert not build_task(sampled, chain(20)).chunked_xent
 
 
 class DenseLookup(STAMPNet):

@@ -57,7 +57,17 @@ def _in_space(value: Any, spec: dict[str, Any]) -> bool:
 
 def test_every_neural_model_is_covered():
     # the families that train through seqrec.training; hybrids (family None) tune weights
-    assert NEURAL == ["bert4rec", "bprmf", "caser", "fpmc", "gru4rec", "narm", "sasrec", "srgnn"]
+    assert NEURAL == [
+        "bert4rec",
+        "bprmf",
+        "caser",
+        "fpmc",
+        "gru4rec",
+        "narm",
+        "sasrec",
+        "srgnn",
+        "stamp",
+    ]
 
 
 @pytest.mark.parametrize("name", NEURAL)

@@ -20,6 +20,7 @@ from seqrec.models.rules import AR, SR, Markov
 from seqrec.models.sasrec import SASRec
 from seqrec.models.sknn import SKNN, VMISKNN, VSKNN
 from seqrec.models.srgnn import SRGNN
+from seqrec.models.stamp import STAMP
 from seqrec.models.stan import STAN
 
 MODELS: dict[str, type[Recommender]] = {
@@ -33,6 +34,7 @@ MODELS: dict[str, type[Recommender]] = {
     Caser.name: Caser,
     NARM.name: NARM,
     SRGNN.name: SRGNN,
+    STAMP.name: STAMP,
     Markov.name: Markov,
     SR.name: SR,
     AR.name: AR,

@@ -1,5 +1,6 @@
-"""Serving the padded-sequence models (FPMC, SASRec, BERT4Rec, Caser, NARM, SR-GNN): they keep no
-recurrent state, so the runtime re-encodes the session's stored recent history on every click.
+"""Serving the padded-sequence models (FPMC, SASRec, BERT4Rec, Caser, NARM, SR-GNN,
+STAMP): they keep no recurrent state, so the runtime re-encodes the session's stored
+recent history on every click.
 Click by click, the runtime and the HTTP app answer exactly as the model scores the
 whole history; a session longer than the model's window is answered from its most
 recent items (BERT4Rec: ``max_len - 1`` and the appended MASK; Caser: its last ``L``;
@@ -21,6 +22,7 @@ from seqrec.models.fpmc import FPMC
 from seqrec.models.narm import NARM
 from seqrec.models.sasrec import SASRec
 from seqrec.models.srgnn import SRGNN
+from seqrec.models.stamp import STAMP
 from seqrec.serving.runtime import Runtime
 
 from .conftest import ITEMS, SESSIONS, _fit
@@ -37,9 +39,10 @@ MODELS = {
     ),
     "narm": (NARM, {"embedding": 8, "hidden": 8, "max_len": 4, "n_epochs": 1, "batch_size": 4}),
     "srgnn": (SRGNN, {"hidden": 8, "max_len": 5, "n_epochs": 1, "batch_size": 4}),
+    "stamp": (STAMP, {"hidden": 8, "max_len": 4, "n_epochs": 1, "batch_size": 4}),
 }
 # history items the model reads
-WINDOW = {"sasrec": 4, "bert4rec": 3, "fpmc": 4, "caser": 3, "narm": 4, "srgnn": 5}
+WINDOW = {"sasrec": 4, "bert4rec": 3, "fpmc": 4, "caser": 3, "narm": 4, "srgnn": 5, "stamp": 4}
 
 
 @pytest.fixture(scope="module")

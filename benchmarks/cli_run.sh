@@ -5,7 +5,8 @@
 # second-to-last items) from the checkout TREE, then evaluates the last item of every
 # history (full ranking, history excluded) with K = 5, 10, 20. Writes $RUNS/NAME.log
 # (commands, host, every epoch line, the evaluation's JSON) and $RUNS/NAME.model;
-# RUNS defaults to ./runs.
+# RUNS defaults to ./runs. PROTOCOL (default last-item) picks the evaluation protocol,
+# e.g. PROTOCOL=samples for the SR-GNN session files (their test_samples.tsv).
 name=$1; tree=$2; data=$3; model=$4; cfg=$5; shift 5
 runs=$(realpath -m "${RUNS:-runs}"); mkdir -p "$runs"
 cd "$tree" || exit 2
@@ -15,5 +16,5 @@ log=$runs/$name.log
 echo "# $(date -u) host: $(lscpu | grep 'Model name' | sed 's/  */ /g') tree $tree $(git -C "$tree" rev-parse --short HEAD)" > "$log"
 echo "# seqrec train --train $data --model $model --config $cfg $* --out $runs/$name.model" >> "$log"
 /usr/bin/time -f "train wall %e s" $py -m seqrec.cli train --train "$data" --model "$model" --config "$cfg" "$@" --out "$runs/$name.model" >> "$log" 2>&1
-/usr/bin/time -f "eval wall %e s" $py -m seqrec.cli evaluate --model "$runs/$name.model" --test "$data" --protocol last-item --k 5,10,20 --json >> "$log" 2>&1
+/usr/bin/time -f "eval wall %e s" $py -m seqrec.cli evaluate --model "$runs/$name.model" --test "$data" --protocol "${PROTOCOL:-last-item}" --k 5,10,20 --json >> "$log" 2>&1
 echo "# done $(date -u)" >> "$log"

@@ -320,7 +320,7 @@ def read_recbole(
             f"{path} line 1: expected a RecBole header like 'user_id:token', got {quote(first)}"
         )
     names = [h.split(":", 1)[0].strip() for h in raw]
-    return read_events(p, columns, fmt="tsv", item_index=item_index, names=names, header=True)
+    return read_events(path, columns, fmt="tsv", item_index=item_index, names=names, header=True)
 
 
 def read_movielens(

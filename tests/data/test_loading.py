@@ -277,3 +277,17 @@ def test_a_plain_file_with_a_compression_suffix_is_read_as_plain(tmp_path):
     path = tmp_path / "events.tsv.gz"  # not actually compressed
     path.write_bytes(TSV)
     assert load_training_data(path, "tsv").train.n_sessions == 2
+
+
+def test_recbole_error_names_the_input_not_its_utf8_copy(tmp_path):
+    """A UTF-16 RecBole file is read through a UTF-8 temporary copy; a column error must
+    still name the file the user gave (found by the reader fuzz test)."""
+    from seqrec.data.loading import load_training_data
+    from seqrec.errors import DataError
+
+    path = tmp_path / "ml.inter"
+    path.write_bytes("\ufeffuser_id:token\tfoo:token\n1\t2\n".encode("utf-16-le"))
+    with pytest.raises(DataError) as err:
+        load_training_data(path, "recbole")
+    assert str(err.value).startswith(str(path)), str(err.value)
+    assert "no item column" in str(err.value)

@@ -40,6 +40,7 @@ def parse(path: Path, monitor: str) -> dict | None:
         return None
     best = max(epochs, key=lambda e: e.get(monitor, -1.0)) if epochs else None
     wall = [float(x) for x in re.findall(r"^train wall ([\d.]+) s", "\n".join(lines), re.M)]
+    ev = [float(x) for x in re.findall(r"^eval wall ([\d.]+) s", "\n".join(lines), re.M)]
     return {
         "run": path.stem,
         "host": head[0] if head else "",
@@ -51,6 +52,7 @@ def parse(path: Path, monitor: str) -> dict | None:
         if best
         else None,
         "train_wall_seconds": wall[-1] if wall else None,
+        "eval_wall_seconds": ev[-1] if ev else None,
         **{k: v for k, v in result.items() if isinstance(v, (int, float, str, bool))},
     }
 
@@ -62,6 +64,12 @@ def main() -> None:
     p.add_argument("logs", nargs="+", help="logs written by benchmarks/cli_run.sh")
     p.add_argument("--out", help="append the JSON lines to this file")
     p.add_argument("--monitor", default="ndcg@10", help="validation metric of the best epoch")
+    p.add_argument(
+        "--sessions",
+        action="store_true",
+        help="session-based table (samples / next-item protocols): Recall@5/10/20, MRR@20, "
+        "NDCG@20, coverage@20 in %%, training and evaluation wall seconds",
+    )
     args = p.parse_args()
     rows = [r for r in (parse(Path(x), args.monitor) for x in args.logs) if r is not None]
     for r in rows:
@@ -70,6 +78,9 @@ def main() -> None:
         if args.out:
             with open(args.out, "a", encoding="utf-8") as fh:
                 fh.write(line + "\n")
+    if args.sessions:
+        print_sessions_table(rows)
+        return
     cols = "HR@5 | HR@10 | HR@20 | NDCG@5 | NDCG@10 | NDCG@20 | best epoch | train s to best"
     print(f"\n| run | {cols} |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -79,6 +90,20 @@ def main() -> None:
         print(
             f"| {r['run']} | {vals} | {r['best_epoch']} of {r['epochs_run']} | "
             f"{r['train_seconds_to_best']} |"
+        )
+
+
+def print_sessions_table(rows: list[dict]) -> None:
+    metrics = ("recall@5", "recall@10", "recall@20", "mrr@20", "ndcg@20", "coverage@20")
+    head = "R@5 | R@10 | R@20 | MRR@20 | NDCG@20 | cov@20 | best epoch | train s | eval s"
+    print(f"\n| run | {head} |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        vals = " | ".join(f"{100 * r.get(m, float('nan')):.2f}" for m in metrics)
+        best = f"{r['best_epoch']} of {r['epochs_run']}" if r["best_epoch"] else "-"
+        print(
+            f"| {r['run']} | {vals} | {best} | {r['train_wall_seconds']} | "
+            f"{r['eval_wall_seconds']} |"
         )
 
 

@@ -273,6 +273,18 @@ def test_collect_cli_runs_reads_epochs_best_epoch_and_the_evaluation(tmp_path):
     assert r["train_seconds_to_best"] == 21.5 and r["train_wall_seconds"] == 40.0
     assert r["recall@10"] == 0.25 and r["command"].startswith("seqrec train")
     assert parse(log, "recall@10")["best_epoch"] == 3
+    assert r["eval_wall_seconds"] == 2.0
     unfinished = tmp_path / "u.log"
     unfinished.write_text("# host\nepoch 1/9: loss 9.0, 10 events in 1.0s (10 ev/s)\n")
     assert parse(unfinished, "ndcg@10") is None
+
+
+def test_collect_cli_runs_sessions_table(tmp_path, capsys):
+    from collect_cli_runs import print_sessions_table
+
+    row = {"run": "yoo", "recall@5": 0.4, "recall@10": 0.5, "recall@20": 0.6, "mrr@20": 0.3,
+           "ndcg@20": 0.35, "coverage@20": 0.7, "best_epoch": 3, "epochs_run": 5,
+           "train_wall_seconds": 90.0, "eval_wall_seconds": 2.5}  # fmt: skip
+    print_sessions_table([row])
+    out = capsys.readouterr().out
+    assert "| yoo | 40.00 | 50.00 | 60.00 | 30.00 | 35.00 | 70.00 | 3 of 5 | 90.0 | 2.5 |" in out

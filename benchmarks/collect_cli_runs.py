@@ -38,7 +38,8 @@ def parse(path: Path, monitor: str) -> dict | None:
     if result is None:
         print(f"{path}: no evaluation result (run not finished?)", file=sys.stderr)
         return None
-    best = max(epochs, key=lambda e: e.get(monitor, -1.0)) if epochs else None
+    validated = [e for e in epochs if monitor in e]  # none when trained without validation
+    best = max(validated, key=lambda e: e[monitor]) if validated else None
     wall = [float(x) for x in re.findall(r"^train wall ([\d.]+) s", "\n".join(lines), re.M)]
     ev = [float(x) for x in re.findall(r"^eval wall ([\d.]+) s", "\n".join(lines), re.M)]
     return {

@@ -63,9 +63,11 @@ class TrainConfig:
     # seqrec.training.gru4rec_fast, cell gru); false: the autograd reference step. The
     # two give the same results up to float rounding.
     fast_step: bool = True
-    # dtype of the fast step's matrix products: "float32" or "bfloat16" (operands rounded
-    # to bfloat16, accumulated in float32; weights, optimiser state, loss and evaluation
-    # stay float32). ~2.4x the matmul rate on CPUs with AVX512-BF16/AMX and on GPUs.
+    # dtype of the big matrix products: "float32" or "bfloat16" (operands rounded to
+    # bfloat16, accumulated in float32; weights, optimiser state, loss and evaluation
+    # stay float32). GRU4Rec: every product of its fast step; the sequences family
+    # (narm, stamp, srgnn, sasrec): the full cross-entropy's catalogue-wide products.
+    # ~2.4x the matmul rate on CPUs with AVX512-BF16/AMX and on GPUs.
     matmul_precision: Literal["float32", "bfloat16"] = "float32"
 
     def validate(self) -> None:
@@ -248,7 +250,24 @@ def training_configs(keys: Mapping[str, Any], family: str | None) -> tuple[Any, 
     LossConfig, SamplerConfig, then the family's own (each validated)."""
     parts = route_keys(keys, training_owners(family), "training")
     extra = FAMILY_OWNERS.get(family or "", {})
-    return (
-        *split_training(keys, family),
-        *(build_config(cls, parts[name]) for name, cls in extra.items()),
-    )
+    train, loss, sampler = split_training(keys, family)
+    own = tuple(build_config(cls, parts[name]) for name, cls in extra.items())
+    _check_precision(train, loss, own, family)
+    return (train, loss, sampler, *own)
+
+
+def _check_precision(
+    train: TrainConfig, loss: LossConfig, own: tuple[Any, ...], family: str | None
+) -> None:
+    """bfloat16 products exist where a family has them (before any data is read)."""
+    if train.matmul_precision == "float32":
+        return
+    if family == "user-item":
+        _bad("matmul_precision = bfloat16 is not supported by the user-item family (float32 only)")
+    if family == "sequences":
+        seq = own[0]
+        if loss.loss != "cross-entropy" or seq.negatives != "full" or loss.elu_param != 0:
+            _bad(
+                "matmul_precision = bfloat16 applies to the full softmax cross-entropy "
+                '(loss "cross-entropy", negatives "full", elu_param 0) only'
+            )

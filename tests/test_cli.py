@@ -147,6 +147,11 @@ def test_data_stats(excerpt, capsys):
         (["--model", "gru4rec", "--set", "layers=abc"], "layers"),
         (["--model", "gru4rec", "--set", "dropout_p_hidden=2.0"], "dropout_p_hidden"),
         (["--model", "pop", "--config", "/nonexistent.toml"], "config file not found"),
+        (["--model", "bprmf", "--set", 'matmul_precision="bfloat16"'], "float32 only"),
+        (
+            ["--model", "narm", "--set", 'matmul_precision="bfloat16"', "--set", 'loss="bpr-max"'],
+            "bfloat16 applies to the full softmax cross-entropy",
+        ),
     ],
 )
 def test_train_errors_are_one_line_exit_2(excerpt, tmp_path, capsys, argv, pattern):
@@ -297,3 +302,27 @@ def test_train_logs_and_records_the_index_size_and_build_time(excerpt, tmp_path,
     meta = load_model(tmp_path / model).meta_
     assert meta["index_mib"] > 0 and meta["index_build_seconds"] >= 0
     assert f"index: {meta['index_mib']:.1f} MiB, built in" in out
+
+
+def test_stamp_trains_with_bfloat16_products_from_the_cli(excerpt, tmp_path, capsys):
+    out = tmp_path / "m"
+    code, _, err = run(
+        capsys,
+        "train",
+        "--train",
+        str(excerpt / "train.tsv"),
+        "--model",
+        "stamp",
+        "--set",
+        "n_epochs=1",
+        "--set",
+        'matmul_precision="bfloat16"',
+        "--out",
+        str(out),
+        "-q",
+    )
+    assert code == 0, err
+    code, out_text, _ = run(
+        capsys, "evaluate", "--model", str(out), "--test", str(excerpt / "test.tsv"), "--json"
+    )
+    assert code == 0 and 0.0 < json.loads(out_text)["recall@20"] <= 1.0

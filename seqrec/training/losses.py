@@ -412,7 +412,9 @@ class _ChunkedSoftmaxXent(torch.autograd.Function):
     ``hidden``, ``table`` and ``bias``. With ``store`` the forward pass keeps every
     chunk's ``exp(scores - m)`` (``m`` its row maxima; one ``(N, C)`` matrix in pieces)
     and the backward pass only rescales it by ``exp(m - lse)``; else the backward pass
-    makes the scores again."""
+    makes the scores again. ``lp`` (a dtype, e.g. bfloat16): the three catalogue-wide
+    products take ``hidden``, ``table`` and the softmax rounded to it and return it
+    (promoted to float32 before the exponentials, the sums and the gradients)."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -423,12 +425,15 @@ class _ChunkedSoftmaxXent(torch.autograd.Function):
         target: Tensor,
         chunk: int,
         store: bool,
+        lp: torch.dtype | None,
     ) -> Tensor:
         n, c = hidden.shape[0], table.shape[0]
+        # the products' operands: float32, or rounded to lp once per call
+        h_op, t_op = (hidden, table) if lp is None else (hidden.to(lp), table.to(lp))
         lse = torch.full((n,), -math.inf, dtype=hidden.dtype, device=hidden.device)  # (N,)
         kept: list[tuple[Tensor, Tensor]] = []  # store: (exp(scores - m), m) of every chunk
         for s in range(0, c, chunk):
-            logits = _chunk_scores(hidden, table, bias, s, chunk)  # (N, <= chunk)
+            logits = _chunk_scores(h_op, t_op, bias, s, chunk)  # (N, <= chunk) float32
             if store:
                 m = logits.amax(dim=1, keepdim=True)  # (N, 1)
                 e = logits.sub_(m).exp_()  # in place: exp(scores - m)
@@ -436,43 +441,55 @@ class _ChunkedSoftmaxXent(torch.autograd.Function):
                 kept.append((e, m))
             else:
                 lse = torch.logaddexp(lse, torch.logsumexp(logits, dim=1))
-        pos = (hidden * table[target]).sum(1)  # (N,)
+        # the target's score from the same (rounded) operands as the chunks'
+        pos = (h_op.to(hidden.dtype) * t_op[target].to(hidden.dtype)).sum(1)  # (N,)
         if bias is not None:
             pos = pos + bias[target]
-        ctx.save_for_backward(hidden, table, bias, target, lse)
-        ctx.chunk, ctx.kept = chunk, kept  # kept: consumed (in place) by backward
+        ctx.save_for_backward(h_op, t_op, bias, target, lse)
+        ctx.chunk, ctx.kept, ctx.dtype = chunk, kept, hidden.dtype  # kept: consumed by backward
         return (lse - pos).sum() / max(n, 1)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        hidden, table, bias, target, lse = ctx.saved_tensors
-        n, c, chunk, kept = hidden.shape[0], table.shape[0], ctx.chunk, ctx.kept
+        h_op, t_op, bias, target, lse = ctx.saved_tensors
+        n, c, chunk, kept, dtype = h_op.shape[0], t_op.shape[0], ctx.chunk, ctx.kept, ctx.dtype
         ctx.kept = None
+        lp = h_op.dtype if h_op.dtype != dtype else None
         scale = grad / max(n, 1)  # d mean / d row loss
-        g_hidden = torch.zeros_like(hidden)  # (N, d)
-        g_table = torch.empty_like(table)  # (C, d)
+        g_hidden = torch.zeros(h_op.shape, dtype=dtype, device=h_op.device)  # (N, d)
+        g_table = torch.empty(t_op.shape, dtype=dtype, device=t_op.device)  # (C, d)
         g_bias = torch.empty_like(bias) if bias is not None else None
         for i, s in enumerate(range(0, c, chunk)):
             if kept:  # softmax = exp(scores - m) * exp(m - lse)
                 e, m = kept[i]
                 p = e.mul_((m - lse[:, None]).exp_().mul_(scale))  # (N, <= chunk): softmax / N
             else:
-                p = _chunk_scores(hidden, table, bias, s, chunk).sub_(lse[:, None]).exp_()
+                p = _chunk_scores(h_op, t_op, bias, s, chunk).sub_(lse[:, None]).exp_()
                 p.mul_(scale)  # (N, <= chunk): softmax / N
-            g_hidden.addmm_(p, table[s : s + chunk])
-            torch.mm(p.t(), hidden, out=g_table[s : s + chunk])
             if g_bias is not None:
                 torch.sum(p, dim=0, out=g_bias[s : s + chunk])
+            t_chunk = t_op[s : s + chunk]
+            if lp is None:
+                g_hidden.addmm_(p, t_chunk)
+                torch.mm(p.t(), h_op, out=g_table[s : s + chunk])
+            else:
+                p_op = p.to(lp)
+                g_hidden.add_(p_op @ t_chunk)
+                g_table[s : s + chunk] = p_op.t() @ h_op
         # minus the one-hot of the targets
-        g_hidden.sub_(table[target] * scale)
-        g_table.index_add_(0, target, hidden * -scale)
+        g_hidden.sub_(t_op[target].to(dtype) * scale)
+        g_table.index_add_(0, target, h_op.to(dtype) * -scale)
         if g_bias is not None:
             g_bias.index_add_(0, target, (-scale).expand(n).to(g_bias.dtype))
-        return g_hidden, g_table, g_bias, None, None, None
+        return g_hidden, g_table, g_bias, None, None, None, None
 
 
 def _chunk_scores(hidden: Tensor, table: Tensor, bias: Tensor | None, s: int, chunk: int) -> Tensor:
-    """(N, <= chunk) scores of items ``s .. s + chunk - 1``."""
+    """(N, <= chunk) float32 scores of items ``s .. s + chunk - 1`` (operands of a lower
+    precision give their product's result promoted to float32)."""
+    if hidden.dtype != torch.float32 and hidden.dtype != torch.float64:
+        scores = (hidden @ table[s : s + chunk].t()).float()
+        return scores if bias is None else scores.add_(bias[s : s + chunk])
     if bias is None:
         return hidden @ table[s : s + chunk].t()
     return torch.addmm(bias[s : s + chunk], hidden, table[s : s + chunk].t())
@@ -486,6 +503,7 @@ def full_softmax_cross_entropy(
     *,
     chunk: int = 0,
     store: bool | None = None,
+    matmul_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """Mean over the ``N`` rows of the softmax cross-entropy over the whole catalogue of
     the scores ``hidden @ table.T + bias``: ``hidden`` (N, d), ``table`` (C, d), ``bias``
@@ -500,6 +518,13 @@ def full_softmax_cross_entropy(
     again (one more ``N x C x d`` product, no ``N x C`` memory). On a CPU with NARM's
     shapes (N = 512, C = 43k, d = 50) a step of the loss is about 2x faster than the
     unchunked one.
+
+    ``matmul_dtype`` (None: float32): e.g. ``torch.bfloat16``: the three catalogue-wide
+    products (scores, gradient of ``hidden``, gradient of ``table``) take operands
+    rounded to it and return it; the exponentials, sums and gradients stay float32 (the
+    loss and gradients differ from float32's by the rounding: ~3 significant digits).
+    About 3x the product rate on CPUs with AVX512-BF16 or AMX and on GPUs (STAMP on
+    Diginetica: a step of this loss 93 -> ~35 ms, 2 threads).
     """
     if hidden.dim() != 2 or table.dim() != 2 or hidden.shape[1] != table.shape[1]:
         raise ValueError(
@@ -515,7 +540,9 @@ def full_softmax_cross_entropy(
         chunk = max(256, (1 << 19) // max(n, 1))
     if store is None:
         store = n * table.shape[0] <= STORE_SCORES
-    return _ChunkedSoftmaxXent.apply(hidden, table, bias, target.long(), chunk, store)
+    if matmul_dtype == hidden.dtype:
+        matmul_dtype = None
+    return _ChunkedSoftmaxXent.apply(hidden, table, bias, target.long(), chunk, store, matmul_dtype)
 
 
 def sampled_softmax(

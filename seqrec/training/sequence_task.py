@@ -163,6 +163,9 @@ class SequenceOptions:
     elu_param: float = 0.0  # > 0: ELU(alpha) on the scores before the loss
     mask_hits: bool = True  # popularity: mask shared negatives equal to a row's positive
     threads: int | Literal["auto"] = 0  # intra-op CPU threads while training (0: leave)
+    # dtype of the full cross-entropy's catalogue-wide products (losses.full_softmax_
+    # cross_entropy's matmul_dtype): "float32" or "bfloat16"
+    matmul_precision: Literal["float32", "bfloat16"] = "float32"
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
@@ -198,6 +201,10 @@ class SequenceOptions:
             raise ConfigError(f"gbce_t must be in [0, 1], got {self.gbce_t}")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ConfigError(f"temperature must be a finite number > 0, got {self.temperature}")
+        if self.matmul_precision not in ("float32", "bfloat16"):
+            raise ConfigError(
+                f'matmul_precision must be "float32" or "bfloat16", got {self.matmul_precision!r}'
+            )
 
 
 class SequenceTask:
@@ -244,6 +251,13 @@ class SequenceTask:
             and o.elu_param == 0
             and callable(getattr(net, "output_table", None))
         )
+        self.matmul_dtype = torch.bfloat16 if o.matmul_precision == "bfloat16" else None
+        if self.matmul_dtype is not None and not self.chunked_xent:
+            raise ConfigError(
+                "matmul_precision = bfloat16 applies to the full softmax cross-entropy "
+                '(loss "cross-entropy", negatives "full", elu_param 0) of a net with an '
+                "output table (narm, stamp, srgnn, sasrec); this configuration has none"
+            )
         self.opt, self.row_opt, self.row_names = build_optimizers(
             net, o.optimizer, o.learning_rate, o.weight_decay, o.momentum
         )
@@ -327,7 +341,7 @@ class SequenceTask:
         tgt = targets[sel]  # (N,)
         if self.chunked_xent:
             table, bias = net.output_table()  # type: ignore[operator]
-            loss = full_softmax_cross_entropy(h, table, bias, tgt)
+            loss = full_softmax_cross_entropy(h, table, bias, tgt, matmul_dtype=self.matmul_dtype)
         else:
             scores, column, mask, log_q = self._scores(h, tgt, inputs, targets, sel)
             if o.elu_param > 0:
@@ -440,6 +454,7 @@ def sequence_task(
         momentum=cfg.momentum,
         seed=cfg.seed,
         threads=cfg.threads,
+        matmul_precision=cfg.matmul_precision,
         loss=loss_cfg.loss,
         logq=loss_cfg.logq,
         bpreg=loss_cfg.bpreg,

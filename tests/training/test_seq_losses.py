@@ -264,3 +264,36 @@ def test_chunked_full_softmax_rejects_bad_shapes() -> None:
         full_softmax_cross_entropy(h, w, None, torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match="bias"):
         full_softmax_cross_entropy(h, w, torch.zeros(4), torch.zeros(3, dtype=torch.long))
+
+
+@pytest.mark.parametrize("store", [False, True])
+def test_bfloat16_products_stay_close_to_the_float32_loss_and_gradients(store) -> None:
+    """matmul_dtype=bfloat16: operands rounded to 8 significant bits, sums and
+    exponentials in float32: the loss and gradients agree with float32's to ~1e-2."""
+    g = torch.Generator().manual_seed(1)
+    hidden = torch.randn(64, 16, generator=g, requires_grad=True)
+    table = (0.3 * torch.randn(500, 16, generator=g)).requires_grad_()
+    b = (0.1 * torch.randn(500, generator=g)).requires_grad_()
+    target = torch.randint(0, 500, (64,), generator=g)
+    params = [hidden, table, b]
+    want = full_softmax_cross_entropy(hidden, table, b, target, chunk=128, store=store)
+    want_grads = torch.autograd.grad(want, params)
+    got = full_softmax_cross_entropy(
+        hidden, table, b, target, chunk=128, store=store, matmul_dtype=torch.bfloat16
+    )
+    got_grads = torch.autograd.grad(got, params)
+    assert got.dtype == torch.float32
+    assert got.item() == pytest.approx(want.item(), rel=1e-2)
+    assert got.item() != want.item()  # the products did run in bfloat16
+    for w, gg in zip(want_grads, got_grads, strict=True):
+        assert gg.dtype == torch.float32
+        assert ((gg - w).norm() / w.norm()).item() < 2e-2
+
+
+def test_a_matmul_dtype_equal_to_the_inputs_is_the_plain_loss() -> None:
+    g = torch.Generator().manual_seed(2)
+    hidden, table = torch.randn(5, 3, generator=g), torch.randn(9, 3, generator=g)
+    target = torch.tensor([0, 1, 2, 3, 8])
+    plain = full_softmax_cross_entropy(hidden, table, None, target)
+    same = full_softmax_cross_entropy(hidden, table, None, target, matmul_dtype=torch.float32)
+    assert same.item() == plain.item()

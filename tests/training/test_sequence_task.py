@@ -302,3 +302,49 @@ def test_the_chunked_full_softmax_is_used_only_for_plain_full_cross_entropy(kw: 
         net = TableNet(N_ITEMS)
     task = SequenceTask(net, chain_log(), N_ITEMS, SequenceOptions(layout="last", **kw))
     assert not task.chunked_xent
+
+
+def test_bfloat16_products_train_like_float32() -> None:
+    """matmul_precision = "bfloat16": the chunked full softmax with bfloat16 operands;
+    the losses follow float32's within the rounding and the weights stay float32."""
+    hist = {}
+    for precision in ("float32", "bfloat16"):
+        opts = SequenceOptions(
+            layout="last",
+            max_len=4,
+            batch_size=16,
+            learning_rate=0.05,
+            seed=3,
+            matmul_precision=precision,
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            task = SequenceTask(TableNet(N_ITEMS), chain_log(), N_ITEMS, opts)
+        assert task.matmul_dtype == (torch.bfloat16 if precision == "bfloat16" else None)
+        hist[precision] = run_training(task, LoopOptions(n_epochs=3, progress=False))
+        assert all(p.dtype == torch.float32 for p in task.net.parameters())
+    # the first epoch (loss ~1) agrees to the rounding; near zero loss the rounding of
+    # the scores dominates, so later epochs only have to be as learned as float32's
+    assert hist["bfloat16"][0].loss == pytest.approx(hist["float32"][0].loss, rel=3e-2)
+    assert hist["bfloat16"][-1].loss < 0.01 * hist["bfloat16"][0].loss  # it learns
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{"loss": "bpr-max"}, {"negatives": "uniform", "n_neg": 2}, {"elu_param": 0.5}],
+)
+def test_bfloat16_without_the_full_cross_entropy_is_a_config_error(kw: dict) -> None:
+    with torch.random.fork_rng(devices=[]):
+        net = TableNet(N_ITEMS)
+    opts = SequenceOptions(layout="last", matmul_precision="bfloat16", **kw)
+    with pytest.raises(ConfigError, match="bfloat16"):
+        SequenceTask(net, chain_log(), N_ITEMS, opts)
+    with pytest.raises(ConfigError, match="bfloat16"):  # nor a net without output_table
+        SequenceTask(
+            FakeNet(N_ITEMS), chain_log(), N_ITEMS, SequenceOptions(matmul_precision="bfloat16")
+        )
+
+
+def test_a_bad_matmul_precision_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="matmul_precision"):
+        SequenceOptions(matmul_precision="float16")  # type: ignore[arg-type]

@@ -50,6 +50,7 @@ from seqrec.data.idmap import ItemIndex
 from seqrec.data.samples import Samples
 from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError, ModelFileError, one_line
+from seqrec.nn.padding import pad_histories
 from seqrec.persist import (
     MODEL_ENTRIES,
     MODEL_FORMAT,
@@ -454,6 +455,57 @@ class Recommender:
                 f"{weights_file}: weights do not match the {cls.name} config ({one_line(exc)})"
             ) from None
         return model
+
+
+class PaddedSequenceModel(Recommender):
+    """A ``"sequences"``-family model (NARM, STAMP, SR-GNN, SASRec, BERT4Rec) that
+    answers a query by re-encoding the last ``max_len`` items of each history (the
+    training key, also the inference window): :func:`seqrec.nn.padding.pad_histories`
+    right-aligns them (PAD on the left; ``append_mask``: the last slot is the MASK
+    token), the net returns its states ``(B, T, d)`` and the query is the state at
+    ``query_position`` (``0``: the one state per row of the ``last`` layout; ``-1``: the
+    most recent slot of the per-position layouts); scores are the net's ``item_scores``
+    of the query. A subclass gives ``make_net`` and, where its net needs one training
+    layout, ``required_layout`` with the reason (a config error names both)."""
+
+    family: ClassVar[str | None] = "sequences"
+    # the training layout the net needs (None: any the task accepts) and why
+    required_layout: ClassVar[str | None] = None
+    layout_reason: ClassVar[str] = ""
+    # the slot of the net's (B, T, d) states that is the query; append a MASK slot
+    query_position: ClassVar[int] = 0
+    append_mask: ClassVar[bool] = False
+
+    @property
+    def max_len(self) -> int:
+        """The window: the most recent items read, in training and at inference."""
+        return int(self.training_keys["max_len"])
+
+    def _check_training(self, keys: dict[str, Any]) -> None:
+        if self.required_layout is not None and keys["layout"] != self.required_layout:
+            raise ConfigError(
+                f"{self.name}: layout must be {self.required_layout!r} ({self.layout_reason}), "
+                f"got {keys['layout']!r}"
+            )
+
+    def make_net(self, n_items: int, seed: int) -> torch.nn.Module:
+        """The network over ``n_items`` items, initialised from ``seed``."""
+        raise NotImplementedError
+
+    def build_net(self, n_items: int, device: torch.device, seed: int) -> None:
+        self.device_ = device
+        self.net_ = self.make_net(n_items, seed).to(device)
+
+    @torch.no_grad()
+    def query(self, histories: Histories) -> torch.Tensor:
+        """(B, d): the net's state at ``query_position`` for each history's window."""
+        self._check_fitted()
+        seqs = pad_histories(histories, self.max_len, append_mask=self.append_mask)
+        return self.net_(torch.from_numpy(seqs).to(self.device_))[:, self.query_position]
+
+    @torch.no_grad()
+    def score(self, histories: Histories) -> torch.Tensor:
+        return self.net_.item_scores(self.query(histories))  # (B, n_items)
 
 
 def _never(path: Path) -> bool:

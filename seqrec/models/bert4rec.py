@@ -59,8 +59,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from seqrec.errors import ConfigError
-from seqrec.models.base import Histories, Recommender
-from seqrec.nn.padding import PAD, embedding_ids, pad_histories
+from seqrec.models.base import PaddedSequenceModel
+from seqrec.nn.padding import PAD, embedding_ids
 from seqrec.nn.transformer import POSITIONS, TransformerBlock, attention_mask, position_ids
 
 HEADS = ("gelu-ln", "gelu", "none")
@@ -174,13 +174,14 @@ class BERT4RecNet(nn.Module):
         return s if self.out_bias is None else s + self.out_bias[items]
 
 
-class BERT4Rec(Recommender):
+class BERT4Rec(PaddedSequenceModel):
     """BERT4Rec: a bidirectional transformer trained with the cloze task; a MASK
     appended to the history is predicted at inference."""
 
     name = "bert4rec"
     Config = BERT4RecConfig
-    family = "sequences"
+    query_position = -1  # the query is the state at the MASK appended to each history
+    append_mask = True
     training_defaults: ClassVar[dict[str, Any]] = {
         "layout": "masked",  # cloze: masked items predicted at their positions
         "mask_prob": 0.2,  # the paper: 0.6 Beauty, 0.4 Steam, 0.2 MovieLens
@@ -201,10 +202,6 @@ class BERT4Rec(Recommender):
         "batch_size": 16,
     }
 
-    @property
-    def max_len(self) -> int:
-        return int(self.training_keys["max_len"])
-
     def _check_training(self, keys: dict[str, Any]) -> None:
         if keys["layout"] != "masked":
             raise ConfigError(
@@ -217,17 +214,5 @@ class BERT4Rec(Recommender):
                 f"bert4rec: max_len must be >= 2 (the history and the MASK), got {keys['max_len']}"
             )
 
-    def build_net(self, n_items: int, device: torch.device, seed: int) -> None:
-        self.device_ = device
-        self.net_ = BERT4RecNet(n_items, self.max_len, self.config, seed).to(device)
-
-    @torch.no_grad()
-    def query(self, histories: Histories) -> torch.Tensor:
-        """(B, d): the query vector at the MASK appended to each history."""
-        self._check_fitted()
-        seqs = pad_histories(histories, self.max_len, append_mask=True)
-        return self.net_(torch.from_numpy(seqs).to(self.device_))[:, -1]
-
-    @torch.no_grad()
-    def score(self, histories: Histories) -> torch.Tensor:
-        return self.net_.item_scores(self.query(histories))  # (B, n_items)
+    def make_net(self, n_items: int, seed: int) -> BERT4RecNet:
+        return BERT4RecNet(n_items, self.max_len, self.config, seed)

@@ -55,8 +55,8 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from seqrec.errors import ConfigError
-from seqrec.models.base import Histories, Recommender
-from seqrec.nn.padding import embedding_ids, pad_histories
+from seqrec.models.base import PaddedSequenceModel
+from seqrec.nn.padding import embedding_ids
 
 ATTENTIONS = ("softmax", "raw")
 
@@ -199,13 +199,12 @@ class NARMNet(nn.Module):
         return self.item_emb[: self.n_items], None
 
 
-class NARM(Recommender):
+class NARM(PaddedSequenceModel):
     """NARM: a GRU with a global (last state) and an attentive local encoder, decoded
     bilinearly against the item embeddings."""
 
     name = "narm"
     Config = NARMConfig
-    family = "sequences"
     training_defaults: ClassVar[dict[str, Any]] = {
         "layout": "last",  # every prefix of every session -> its next item
         "max_len": 50,  # the most recent items read (also at inference)
@@ -225,21 +224,6 @@ class NARM(Recommender):
         "batch_size": 16,
     }
 
-    @property
-    def max_len(self) -> int:
-        return int(self.training_keys["max_len"])
-
-    def build_net(self, n_items: int, device: torch.device, seed: int) -> None:
-        self.device_ = device
-        self.net_ = NARMNet(n_items, self.config, seed).to(device)
-
-    @torch.no_grad()
-    def query(self, histories: Histories) -> torch.Tensor:
-        """(B, D): ``B c_t`` of each history's last ``max_len`` items."""
-        self._check_fitted()
-        seqs = torch.from_numpy(pad_histories(histories, self.max_len)).to(self.device_)
-        return self.net_(seqs)[:, 0]
-
-    @torch.no_grad()
-    def score(self, histories: Histories) -> torch.Tensor:
-        return self.net_.item_scores(self.query(histories))  # (B, n_items)
+    def make_net(self, n_items: int, seed: int) -> NARMNet:
+        """The query is ``B c_t`` of each history's last ``max_len`` items."""
+        return NARMNet(n_items, self.config, seed)

@@ -39,8 +39,8 @@ import torch
 from torch import nn
 
 from seqrec.errors import ConfigError
-from seqrec.models.base import Histories, Recommender
-from seqrec.nn.padding import embedding_ids, pad_histories
+from seqrec.models.base import PaddedSequenceModel
+from seqrec.nn.padding import embedding_ids
 from seqrec.nn.transformer import POSITIONS, TransformerBlock, attention_mask, position_ids
 
 
@@ -116,12 +116,12 @@ class SASRecNet(nn.Module):
         return self.item_emb[: self.n_items], None
 
 
-class SASRec(Recommender):
+class SASRec(PaddedSequenceModel):
     """SASRec: causal self-attention over the last ``max_len`` items of a history."""
 
     name = "sasrec"
     Config = SASRecConfig
-    family = "sequences"
+    query_position = -1  # the state at the most recent item
     training_defaults: ClassVar[dict[str, Any]] = {
         "layout": "causal",  # the next item at every position
         "max_len": 50,  # the window: the most recent items kept (also at inference)
@@ -141,21 +141,5 @@ class SASRec(Recommender):
         "batch_size": 16,
     }
 
-    @property
-    def max_len(self) -> int:
-        return int(self.training_keys["max_len"])
-
-    def build_net(self, n_items: int, device: torch.device, seed: int) -> None:
-        self.device_ = device
-        self.net_ = SASRecNet(n_items, self.max_len, self.config, seed).to(device)
-
-    @torch.no_grad()
-    def query(self, histories: Histories) -> torch.Tensor:
-        """(B, d): the state at each history's most recent item."""
-        self._check_fitted()
-        seqs = torch.from_numpy(pad_histories(histories, self.max_len)).to(self.device_)
-        return self.net_(seqs)[:, -1]
-
-    @torch.no_grad()
-    def score(self, histories: Histories) -> torch.Tensor:
-        return self.net_.item_scores(self.query(histories))  # (B, n_items)
+    def make_net(self, n_items: int, seed: int) -> SASRecNet:
+        return SASRecNet(n_items, self.max_len, self.config, seed)

@@ -86,8 +86,8 @@ import torch
 from torch import Tensor, nn
 
 from seqrec.errors import ConfigError
-from seqrec.models.base import Histories, Recommender
-from seqrec.nn.padding import PAD, pad_histories
+from seqrec.models.base import PaddedSequenceModel
+from seqrec.nn.padding import PAD
 
 REPEATED_EDGES = ("count", "once")
 INITS = ("uniform", "normal")
@@ -254,12 +254,13 @@ class SRGNNNet(nn.Module):
         return self.item_emb, None
 
 
-class SRGNN(Recommender):
+class SRGNN(PaddedSequenceModel):
     """SR-GNN: a gated GNN over the session graph, attention readout with the last click."""
 
     name = "srgnn"
     Config = SRGNNConfig
-    family = "sequences"
+    required_layout = "last"
+    layout_reason = "one session state per sample"
     training_defaults: ClassVar[dict[str, Any]] = {
         "layout": "last",  # every prefix of every session -> its next item
         "max_len": 200,  # the window (longer than the SR-GNN files' sessions: whole sessions)
@@ -281,28 +282,6 @@ class SRGNN(Recommender):
         "batch_size": 16,
     }
 
-    @property
-    def max_len(self) -> int:
-        return int(self.training_keys["max_len"])
-
-    def _check_training(self, keys: dict[str, Any]) -> None:
-        if keys["layout"] != "last":
-            raise ConfigError(
-                f"srgnn: layout must be 'last' (one session state per sample), "
-                f"got {keys['layout']!r}"
-            )
-
-    def build_net(self, n_items: int, device: torch.device, seed: int) -> None:
-        self.device_ = device
-        self.net_ = SRGNNNet(n_items, self.config, seed).to(device)
-
-    @torch.no_grad()
-    def query(self, histories: Histories) -> Tensor:
-        """(B, d): s_h of each history's last ``max_len`` items."""
-        self._check_fitted()
-        seqs = torch.from_numpy(pad_histories(histories, self.max_len)).to(self.device_)
-        return self.net_(seqs)[:, 0]
-
-    @torch.no_grad()
-    def score(self, histories: Histories) -> Tensor:
-        return self.net_.item_scores(self.query(histories))  # (B, n_items)
+    def make_net(self, n_items: int, seed: int) -> SRGNNNet:
+        """The query is ``s_h`` of each history's last ``max_len`` items."""
+        return SRGNNNet(n_items, self.config, seed)

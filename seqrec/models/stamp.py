@@ -58,8 +58,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from seqrec.errors import ConfigError
-from seqrec.models.base import Histories, Recommender
-from seqrec.nn.padding import pad_histories
+from seqrec.models.base import PaddedSequenceModel
 
 VARIANTS = ("stamp", "stmp", "stmo")
 
@@ -180,13 +179,14 @@ class STAMPNet(nn.Module):
         return hidden @ w.t() if items.dim() == 1 else torch.einsum("nd,nkd->nk", hidden, w)
 
 
-class STAMP(Recommender):
+class STAMP(PaddedSequenceModel):
     """STAMP / STMP / STMO (``variant``): the last click's MLP state times the session's
     (attended or mean) MLP state, scored against the item embeddings."""
 
     name = "stamp"
     Config = STAMPConfig
-    family = "sequences"
+    required_layout = "last"
+    layout_reason = "one state per prefix"
     training_defaults: ClassVar[dict[str, Any]] = {
         "layout": "last",  # every prefix of every session -> its next item
         "max_len": 50,  # the most recent items of a prefix kept (the paper: all)
@@ -205,27 +205,6 @@ class STAMP(Recommender):
         "batch_size": 16,
     }
 
-    def _check_training(self, keys: dict[str, Any]) -> None:
-        if keys["layout"] != "last":
-            raise ConfigError(
-                f"stamp: layout must be 'last' (one state per prefix), got {keys['layout']!r}"
-            )
-
-    @property
-    def max_len(self) -> int:
-        return int(self.training_keys["max_len"])
-
-    def build_net(self, n_items: int, device: torch.device, seed: int) -> None:
-        self.device_ = device
-        self.net_ = STAMPNet(n_items, self.config, seed).to(device)
-
-    @torch.no_grad()
-    def query(self, histories: Histories) -> torch.Tensor:
-        """(B, d): ``h_s * h_t`` (STMO: ``h_t``) of each history's last ``max_len`` items."""
-        self._check_fitted()
-        seqs = torch.from_numpy(pad_histories(histories, self.max_len)).to(self.device_)
-        return self.net_(seqs)[:, 0]
-
-    @torch.no_grad()
-    def score(self, histories: Histories) -> torch.Tensor:
-        return self.net_.item_scores(self.query(histories))  # (B, n_items)
+    def make_net(self, n_items: int, seed: int) -> STAMPNet:
+        """The query is ``h_s * h_t`` (STMO: ``h_t``) of the last ``max_len`` items."""
+        return STAMPNet(n_items, self.config, seed)

@@ -87,7 +87,8 @@ class LoopOptions:
 
 
 CHECKPOINT = "checkpoint"
-CHECKPOINT_FILES = frozenset({"state.safetensors", "info.json"})
+# best.safetensors: the best validation epoch's state (early stopping), when there is one
+CHECKPOINT_FILES = frozenset({"state.safetensors", "info.json", "best.safetensors"})
 # config keys a resumed run may change: they do not shape the saved training state
 RESUMABLE_KEYS = frozenset(
     {
@@ -160,9 +161,18 @@ def check_checkpoint_dir(directory: str | Path) -> None:
     check_output_dir(ck, CHECKPOINT_FILES, what="checkpoint")
 
 
-def save_checkpoint(directory: Path, state: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+def save_checkpoint(
+    directory: Path,
+    state: dict[str, torch.Tensor],
+    info: dict[str, Any],
+    best: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Write the checkpoint atomically: the state after the epoch, ``info`` and, with early
+    stopping, the best epoch's state (``info["best_value"]`` its monitored value)."""
     with atomic_dir(directory / CHECKPOINT, names=CHECKPOINT_FILES, what="checkpoint") as tmp:
         save_tensors(tmp / "state.safetensors", state)
+        if best is not None:
+            save_tensors(tmp / "best.safetensors", best)
         (tmp / "info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
 
 
@@ -206,6 +216,9 @@ def _check_info(file: Path, info: Any) -> dict[str, Any]:
         raise bad("epoch", "a non-negative integer")
     if not _is_int(info.get("bad_epochs", 0)):
         raise bad("bad_epochs", "a non-negative integer")
+    best_value = info.get("best_value")
+    if best_value is not None and not (_is_num(best_value) and math.isfinite(best_value)):
+        raise bad("best_value", "a finite number or null")
     history = info.get("history", [])
     results = [_epoch_result(h) for h in history] if isinstance(history, list) else [None]
     if any(r is None for r in results):
@@ -234,6 +247,10 @@ def load_checkpoint(
         why = _fingerprint_mismatch(info["fingerprint"], fingerprint)
         if why is not None:
             raise ModelFileError(f"cannot resume from {ck}: {why}")
+    if info.get("best_value") is not None:
+        if not (ck / "best.safetensors").is_file():
+            raise ModelFileError(f"{ck}: best.safetensors is missing (info.json has a best_value)")
+        info["best_state"] = load_tensors(ck / "best.safetensors")
     return load_tensors(ck / "state.safetensors"), info
 
 
@@ -260,6 +277,8 @@ def run_training(task: TrainTask, opts: LoopOptions) -> list[EpochResult]:
             start_epoch = info["epoch"] + 1
             history = info["history"]
             bad_epochs = info.get("bad_epochs", 0)
+            if info.get("best_value") is not None:  # early stopping goes on where it was
+                best = (float(info["best_value"]), info["best_state"])
             log.info("resumed from %s after epoch %d", ckdir / CHECKPOINT, start_epoch)
         else:
             log.info("no checkpoint in %s: starting from scratch", ckdir)
@@ -325,9 +344,11 @@ def run_training(task: TrainTask, opts: LoopOptions) -> list[EpochResult]:
                 {
                     "epoch": epoch,
                     "bad_epochs": bad_epochs,
+                    "best_value": best[0] if best is not None else None,
                     "history": [h.__dict__ for h in history],
                     **({"fingerprint": opts.fingerprint} if opts.fingerprint else {}),
                 },
+                best[1] if best is not None else None,
             )
         if stop:
             log.info(

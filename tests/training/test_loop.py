@@ -143,3 +143,62 @@ def test_the_loop_never_writes_carriage_returns_to_a_non_terminal(monkeypatch):
     run_training(FakeTask(steps=120), LoopOptions(n_epochs=2, progress=True))
     text = stream.getvalue()
     assert "\r" not in text and text.count("\n") == 4  # a line every 50 steps, 2 epochs
+
+
+def test_resume_keeps_the_best_epoch_seen_before_the_interruption(tmp_path, monkeypatch):
+    """Early stopping across a resume: the best epoch (here the 2nd, before the
+    interruption) and its weights come back from the checkpoint, so patience counts on
+    and the returned weights are that epoch's, exactly as without the interruption."""
+    values = [0.1, 0.9, 0.2, 0.3, 0.4]
+
+    def run(task: FakeTask, start: int, **kw) -> tuple[list, list]:
+        it = iter(values[start:])
+        states: list[torch.Tensor] = []
+
+        def validate() -> dict[str, float]:
+            states.append(task.w.clone())
+            return {"recall@20": next(it)}
+
+        opts = LoopOptions(n_epochs=5, patience=3, validate=validate, progress=False, **kw)
+        return run_training(task, opts), states
+
+    whole = FakeTask()
+    hist, states = run(whole, 0)
+    assert len(hist) == 5 and torch.equal(whole.w, states[1])
+
+    real = loop.save_checkpoint
+    calls = {"n": 0}
+
+    def save_then_die(*args, **kwargs):
+        real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run(FakeTask(), 0, checkpoint_dir=tmp_path)
+    monkeypatch.setattr(loop, "save_checkpoint", real)
+    info = json.loads((tmp_path / "checkpoint" / "info.json").read_text())
+    assert info["epoch"] == 2 and info["best_value"] == 0.9 and info["bad_epochs"] == 1
+    resumed = FakeTask()
+    hist, _ = run(resumed, 3, checkpoint_dir=tmp_path, resume=True)
+    assert [h.metrics["recall@20"] for h in hist] == values  # stopped after epoch 5 as before
+    assert torch.equal(resumed.w, states[1])  # the 2nd epoch's weights, from best.safetensors
+
+
+def test_a_checkpoint_with_a_best_value_but_no_best_state_is_a_clear_error(tmp_path):
+    from seqrec.errors import ModelFileError
+
+    task = FakeTask()
+    metrics = iter([0.5, 0.6])
+    run_training(
+        task,
+        LoopOptions(
+            n_epochs=2, patience=2, validate=lambda: {"recall@20": next(metrics)},
+            checkpoint_dir=tmp_path, progress=False,
+        ),
+    )  # fmt: skip
+    (tmp_path / "checkpoint" / "best.safetensors").unlink()
+    with pytest.raises(ModelFileError, match=r"best\.safetensors is missing"):
+        run_training(FakeTask(), LoopOptions(n_epochs=3, checkpoint_dir=tmp_path, resume=True))

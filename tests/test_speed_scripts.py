@@ -288,3 +288,62 @@ def test_collect_cli_runs_sessions_table(tmp_path, capsys):
     print_sessions_table([row])
     out = capsys.readouterr().out
     assert "| yoo | 40.00 | 50.00 | 60.00 | 30.00 | 35.00 | 70.00 | 3 of 5 | 90.0 | 2.5 |" in out
+
+
+def test_session_tables_join_baselines_gru4rec_and_labelled_neural_runs(tmp_path):
+    from session_tables import table
+
+    metrics = {"recall@5": 0.1, "recall@10": 0.2, "recall@20": 0.3, "mrr@20": 0.05,
+               "ndcg@20": 0.08, "coverage@20": 0.5}  # fmt: skip
+    knn = [
+        dict(metrics, dataset="diginetica", model="v-sknn", train_seconds=0.2, eval_seconds=9.0),
+        dict(metrics, dataset="diginetica", model="v-sknn", train_seconds=0.3, eval_seconds=8.0),
+        dict(metrics, dataset="retailrocket", model="pop", train_seconds=0.0, eval_seconds=1.0),
+    ]
+    gru = [
+        dict(metrics, dataset="diginetica", model="gru4rec", train_seconds=300.0, eval_seconds=3.0)
+    ]
+    neural = [
+        dict(
+            metrics,
+            model="stamp",
+            command="seqrec train --train d/diginetica/srgnn --model stamp "
+            "--set variant=stmo --set matmul_precision=bfloat16 --valid-fraction 0.1",
+            best_epoch=3,
+            epochs_run=5,
+            train_wall_seconds=500.0,
+            eval_wall_seconds=7.0,
+        ),
+        dict(
+            metrics,
+            model="narm",
+            command="seqrec train --train d/diginetica/srgnn --model narm --set n_epochs=17",
+            best_epoch=None,
+            epochs_run=17,
+            train_wall_seconds=2000.0,
+            eval_wall_seconds=20.0,
+        ),
+        dict(
+            metrics,
+            model="narm",
+            command="seqrec train --train d/nowplaying/srgnn --model narm",
+            epochs_run=2,
+            train_wall_seconds=1.0,
+            eval_wall_seconds=1.0,
+        ),
+    ]
+    for name, lines in [
+        ("accuracy_knn", knn),
+        ("accuracy", gru),
+        ("session_neural_accuracy", neural),
+    ]:
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out = table("diginetica", tmp_path)
+    body = [ln for ln in out.splitlines() if ln.startswith("| ") and not ln.startswith("| model")]
+    assert [ln.split(" | ")[0] for ln in body] == [
+        "| v-sknn", "| gru4rec", "| stamp (stmo), valid-carved, best epoch 3 of 5, bf16",
+        "| narm, full train, 17 epochs"]  # fmt: skip
+    assert (
+        body[0] == "| v-sknn | 10.00 | 20.00 | 30.00 | 5.00 | 8.00 | 50.00 | 0.3 | 8.0 |"
+    )  # latest line
+    assert body[3].endswith("| 2,000.0 | 20.0 |")

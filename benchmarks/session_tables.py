@@ -26,6 +26,8 @@ DATASETS = {  # name in accuracy*.jsonl -> the --train path fragment of the neur
     "retailrocket": "retailrocket/cotrec",
     "nowplaying": "nowplaying/srgnn",
 }
+LABELLED = {"variant", "matmul_precision", "threads", "n_epochs", "patience"}  # said otherwise
+QUOTES = "'\""
 ORDER = [
     "pop",
     "session-pop",
@@ -66,6 +68,9 @@ def neural_label(line: dict) -> str:
         how = f"full train, {line.get('epochs_run')} epochs"
     if _flag(cmd, "matmul_precision") == "bfloat16":
         how += ", bf16"
+    for key, value in re.findall(r"--set (\w+)=(\S+)", cmd):  # any other override, verbatim
+        if key not in LABELLED:
+            how += f", {key}={value.strip(QUOTES)}"
     return f"{name}, {how}"
 
 

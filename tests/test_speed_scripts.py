@@ -317,7 +317,8 @@ def test_session_tables_join_baselines_gru4rec_and_labelled_neural_runs(tmp_path
         dict(
             metrics,
             model="narm",
-            command="seqrec train --train d/diginetica/srgnn --model narm --set n_epochs=17",
+            command="seqrec train --train d/diginetica/srgnn --model narm --set n_epochs=17 "
+            "--set learning_rate=0.002",
             best_epoch=None,
             epochs_run=17,
             train_wall_seconds=2000.0,
@@ -342,7 +343,7 @@ def test_session_tables_join_baselines_gru4rec_and_labelled_neural_runs(tmp_path
     body = [ln for ln in out.splitlines() if ln.startswith("| ") and not ln.startswith("| model")]
     assert [ln.split(" | ")[0] for ln in body] == [
         "| v-sknn", "| gru4rec", "| stamp (stmo), valid-carved, best epoch 3 of 5, bf16",
-        "| narm, full train, 17 epochs"]  # fmt: skip
+        "| narm, full train, 17 epochs, learning_rate=0.002"]  # fmt: skip
     assert (
         body[0] == "| v-sknn | 10.00 | 20.00 | 30.00 | 5.00 | 8.00 | 50.00 | 0.3 | 8.0 |"
     )  # latest line

@@ -1207,10 +1207,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except Terminated:
-        print("error: interrupted by SIGTERM (nothing half-written was left)", file=sys.stderr)
+        print(
+            f"error: interrupted by SIGTERM (nothing half-written was left){_resume_hint(args)}",
+            file=sys.stderr,
+        )
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print("error: interrupted (nothing half-written was left)", file=sys.stderr)
+        print(
+            f"error: interrupted (nothing half-written was left){_resume_hint(args)}",
+            file=sys.stderr,
+        )
         return 130
     except BrokenPipeError:
         return 0
@@ -1221,6 +1227,21 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    """What an interrupted ``train`` keeps: its checkpoint and how to resume, or nothing."""
+    if args.command != "train":
+        return ""
+    if getattr(args, "checkpoint_dir", None):
+        return (
+            f"; the last finished epoch is in {args.checkpoint_dir}: "
+            "the same command with --resume continues from it"
+        )
+    return (
+        "; the epochs trained are lost (--checkpoint-dir DIR keeps each finished epoch "
+        "for --resume)"
+    )
 
 
 class Terminated(KeyboardInterrupt):

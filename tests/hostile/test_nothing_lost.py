@@ -173,6 +173,7 @@ def test_signal_mid_training_keeps_the_old_model(env, existing, tmp_path, sig, c
     assert proc.returncode == code, err
     assert out == ""
     assert_one_error(err, message, exact=False)
+    assert f"the last finished epoch is in {ck}" in err and "--resume" in err  # how to go on
     assert snapshot(existing.parent) == before
     assert leftovers(existing.parent, ck) == []
     info = json.loads((ck / "checkpoint" / "info.json").read_text())
@@ -180,3 +181,14 @@ def test_signal_mid_training_keeps_the_old_model(env, existing, tmp_path, sig, c
     argv[argv.index("n_epochs=100000")] = f"n_epochs={done + 1}"
     assert main([*argv, "--resume"]) == 0  # one more epoch from the checkpoint
     assert json.loads((existing / "config.json").read_text())["training"]["n_epochs"] == done + 1
+
+
+def test_an_interrupted_train_says_what_it_kept():
+    from argparse import Namespace
+
+    from seqrec.cli import _resume_hint
+
+    assert "--resume" in _resume_hint(Namespace(command="train", checkpoint_dir="ck"))
+    lost = _resume_hint(Namespace(command="train", checkpoint_dir=None))
+    assert "lost" in lost and "--checkpoint-dir" in lost
+    assert _resume_hint(Namespace(command="evaluate")) == ""

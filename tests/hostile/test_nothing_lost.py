@@ -150,7 +150,7 @@ def test_signal_mid_training_keeps_the_old_model(env, existing, tmp_path, sig, c
     argv += [*TINY_G4R, "--set", "n_epochs=100000", "--checkpoint-dir", str(ck)]
     before = snapshot(existing.parent)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "seqrec.cli", *argv],
+        [sys.executable, "-X", "faulthandler", "-m", "seqrec.cli", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -165,7 +165,12 @@ def test_signal_mid_training_keeps_the_old_model(env, existing, tmp_path, sig, c
             time.sleep(0.05)
         time.sleep(0.3)  # well inside the epochs now
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=60)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # say where it hangs: faulthandler's tracebacks
+            proc.send_signal(signal.SIGABRT)
+            _, err = proc.communicate(timeout=30)
+            pytest.fail(f"no exit 60 s after {sig.name}; the process's threads:\n{err[-6000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()

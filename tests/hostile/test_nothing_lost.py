@@ -131,6 +131,10 @@ def test_save_refuses_foreign_targets_for_library_users(env, tmp_path):
     assert load_model(tmp_path / "m").n_items_ == model.n_items_
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(
     ("sig", "code", "message"),
     [
@@ -156,6 +160,9 @@ def test_signal_mid_training_keeps_the_old_model(env, existing, tmp_path, sig, c
         text=True,
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
+        # a job started with `&` by a non-interactive shell (CI scripts, nohup) inherits
+        # SIGINT ignored, and Python then keeps it ignored: give the child the default
+        preexec_fn=_default_sigint,
     )
     try:
         deadline = time.monotonic() + 120

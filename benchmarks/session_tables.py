@@ -50,27 +50,22 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
 
 
-def _flag(command: str, key: str) -> str | None:
-    m = re.search(rf"--set {re.escape(key)}=(\S+)", command)
-    return m.group(1).strip("'\"") if m else None
-
-
 def neural_label(line: dict) -> str:
     """`narm, full train, 17 epochs, bf16` or `stamp (stmp), valid-carved` from the command."""
     cmd = line.get("command", "")
+    sets = {k: v.strip(QUOTES) for k, v in re.findall(r"--set (\w+)=(\S+)", cmd)}
     name = line["model"]
-    variant = _flag(cmd, "variant")
-    if variant:
-        name += f" ({variant})"
+    if sets.get("variant"):
+        name += f" ({sets['variant']})"
     if "--valid-fraction" in cmd:
         how = f"valid-carved, best epoch {line.get('best_epoch')} of {line.get('epochs_run')}"
     else:
         how = f"full train, {line.get('epochs_run')} epochs"
-    if _flag(cmd, "matmul_precision") == "bfloat16":
+    if sets.get("matmul_precision") == "bfloat16":
         how += ", bf16"
-    for key, value in re.findall(r"--set (\w+)=(\S+)", cmd):  # any other override, verbatim
+    for key, value in sets.items():  # any other override, verbatim
         if key not in LABELLED:
-            how += f", {key}={value.strip(QUOTES)}"
+            how += f", {key}={value}"
     return f"{name}, {how}"
 
 

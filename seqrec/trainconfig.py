@@ -66,7 +66,7 @@ class TrainConfig:
     # dtype of the big matrix products: "float32" or "bfloat16" (operands rounded to
     # bfloat16, accumulated in float32; weights, optimiser state, loss and evaluation
     # stay float32). GRU4Rec: every product of its fast step; the sequences family
-    # (narm, stamp, srgnn, sasrec): the full cross-entropy's catalogue-wide products.
+    # (narm, stamp, srgnn, sasrec, bert4rec): the full cross-entropy's catalogue-wide products.
     # ~2.4x the matmul rate on CPUs with AVX512-BF16/AMX and on GPUs.
     matmul_precision: Literal["float32", "bfloat16"] = "float32"
 

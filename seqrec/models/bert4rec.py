@@ -173,6 +173,12 @@ class BERT4RecNet(nn.Module):
         s = hidden @ w.t() if items.dim() == 1 else torch.einsum("nd,ncd->nc", hidden, w)
         return s if self.out_bias is None else s + self.out_bias[items]
 
+    def output_table(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(E (n_items, d), b^O (n_items,) | None)``: ``item_scores(h) == h @ E.T + b^O``,
+        so the training task computes full cross-entropy chunk by chunk (and with
+        ``matmul_precision = "bfloat16"``), without the (N, n_items) scores."""
+        return self.item_emb[: self.n_items], self.out_bias
+
 
 class BERT4Rec(PaddedSequenceModel):
     """BERT4Rec: a bidirectional transformer trained with the cloze task; a MASK

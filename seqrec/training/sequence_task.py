@@ -256,7 +256,7 @@ class SequenceTask:
             raise ConfigError(
                 "matmul_precision = bfloat16 applies to the full softmax cross-entropy "
                 '(loss "cross-entropy", negatives "full", elu_param 0) of a net with an '
-                "output table (narm, stamp, srgnn, sasrec); this configuration has none"
+                "output table (narm, stamp, srgnn, sasrec, bert4rec); this configuration has none"
             )
         self.opt, self.row_opt, self.row_names = build_optimizers(
             net, o.optimizer, o.learning_rate, o.weight_decay, o.momentum

@@ -272,3 +272,26 @@ def test_learns_the_chain_with_sampled_softmax() -> None:
     assert _next_item_hits(model, 3) >= 0.9
     history = model.meta_["history"]
     assert history[-1]["loss"] < 0.5 * history[0]["loss"]
+
+
+def test_full_cross_entropy_reads_the_output_table_with_its_bias() -> None:
+    """The task's chunked full softmax (float32 and bfloat16 products) equals the loss
+    of the net's own scores over the masked positions."""
+    b = net(max_len=6)
+    table, bias = b.output_table()
+    h = b(torch.tensor([[PAD, 3, 7, MASK], [1, 2, 5, MASK]]))[:, -1]
+    torch.testing.assert_close(b.item_scores(h), h @ table.t() + bias)
+    for precision, tol in (("float32", 1e-5), ("bfloat16", 2e-2)):
+        model = BERT4Rec(
+            hidden=8, n_blocks=1, max_len=6, dropout=0.0, mask_prob=0.4,
+            matmul_precision=precision,
+        )  # fmt: skip
+        task = build_task(model, chain(50))
+        assert task.chunked_xent
+        inputs, targets = next(iter(task.batches(0)))
+        with torch.no_grad():
+            sel = targets >= 0
+            ref = F.cross_entropy(model.net_.item_scores(model.net_(inputs)[sel]), targets[sel])
+        loss, n = task.train_step((inputs, targets))
+        assert n == int(sel.sum())
+        torch.testing.assert_close(loss, ref, rtol=tol, atol=tol)

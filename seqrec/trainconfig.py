@@ -67,8 +67,10 @@ class TrainConfig:
     # bfloat16, accumulated in float32; weights, optimiser state, loss and evaluation
     # stay float32). GRU4Rec: every product of its fast step; the sequences family
     # (narm, stamp, srgnn, sasrec, bert4rec): the full cross-entropy's catalogue-wide products.
-    # ~2.4x the matmul rate on CPUs with AVX512-BF16/AMX and on GPUs.
-    matmul_precision: Literal["float32", "bfloat16"] = "float32"
+    # ~2.4x the matmul rate on CPUs with AVX512-BF16/AMX and on GPUs. "auto": bfloat16
+    # where the config has such products and the device runs them natively, else
+    # float32 (seqrec.training.precision).
+    matmul_precision: Literal["float32", "bfloat16", "auto"] = "float32"
 
     def validate(self) -> None:
         if self.learning_rate <= 0:
@@ -259,8 +261,9 @@ def training_configs(keys: Mapping[str, Any], family: str | None) -> tuple[Any, 
 def _check_precision(
     train: TrainConfig, loss: LossConfig, own: tuple[Any, ...], family: str | None
 ) -> None:
-    """bfloat16 products exist where a family has them (before any data is read)."""
-    if train.matmul_precision == "float32":
+    """bfloat16 products exist where a family has them (before any data is read);
+    ``"auto"`` falls back to float32 where they do not (seqrec.training.precision)."""
+    if train.matmul_precision != "bfloat16":
         return
     if family == "user-item":
         _bad("matmul_precision = bfloat16 is not supported by the user-item family (float32 only)")

@@ -58,6 +58,7 @@ from torch import Tensor
 
 from seqrec.training import kernels as fused
 from seqrec.training.losses import BPR_MAX_EPS
+from seqrec.training.precision import resolve_matmul_dtype
 
 if TYPE_CHECKING:
     from seqrec.training.session_parallel import SessionParallelTask
@@ -183,7 +184,7 @@ class FastStep:
         self.ph = net.p_hidden
         self.use_logq = task.log_q is not None and cfg.logq != 0.0
         # matmul_precision = bfloat16: operands of every matrix product in bfloat16
-        self.lp = torch.bfloat16 if task.cfg.matmul_precision == "bfloat16" else None
+        self.lp = resolve_matmul_dtype(task.cfg.matmul_precision, task.device, True)
         # lp: operands from bfloat16 shadows kept by the optimiser (False: converted every
         # step, as a reference for the tests: the same results bit for bit)
         self.shadows = self.lp is not None and shadows

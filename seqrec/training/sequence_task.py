@@ -80,6 +80,7 @@ from seqrec.trainconfig import (
 from seqrec.training.dropout import fast_dropout
 from seqrec.training.losses import full_softmax_cross_entropy, get_target_loss
 from seqrec.training.optim import build_optimizers, set_learning_rate, step_lr, step_row_params
+from seqrec.training.precision import PRECISIONS, resolve_matmul_dtype
 from seqrec.training.sampling import PopularitySampler, in_batch_candidates, uniform_negatives
 from seqrec.training.sequences import LAYOUTS, EpochPlan, SequenceBatcher, trim_batch
 from seqrec.training.threads import resolve_threads
@@ -164,8 +165,8 @@ class SequenceOptions:
     mask_hits: bool = True  # popularity: mask shared negatives equal to a row's positive
     threads: int | Literal["auto"] = 0  # intra-op CPU threads while training (0: leave)
     # dtype of the full cross-entropy's catalogue-wide products (losses.full_softmax_
-    # cross_entropy's matmul_dtype): "float32" or "bfloat16"
-    matmul_precision: Literal["float32", "bfloat16"] = "float32"
+    # cross_entropy's matmul_dtype): "float32", "bfloat16" or "auto" (training.precision)
+    matmul_precision: Literal["float32", "bfloat16", "auto"] = "float32"
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
@@ -201,9 +202,10 @@ class SequenceOptions:
             raise ConfigError(f"gbce_t must be in [0, 1], got {self.gbce_t}")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ConfigError(f"temperature must be a finite number > 0, got {self.temperature}")
-        if self.matmul_precision not in ("float32", "bfloat16"):
+        if self.matmul_precision not in PRECISIONS:
             raise ConfigError(
-                f'matmul_precision must be "float32" or "bfloat16", got {self.matmul_precision!r}'
+                f"matmul_precision must be one of {', '.join(PRECISIONS)}, "
+                f"got {self.matmul_precision!r}"
             )
 
 
@@ -251,7 +253,7 @@ class SequenceTask:
             and o.elu_param == 0
             and callable(getattr(net, "output_table", None))
         )
-        self.matmul_dtype = torch.bfloat16 if o.matmul_precision == "bfloat16" else None
+        self.matmul_dtype = resolve_matmul_dtype(o.matmul_precision, self.device, self.chunked_xent)
         if self.matmul_dtype is not None and not self.chunked_xent:
             raise ConfigError(
                 "matmul_precision = bfloat16 applies to the full softmax cross-entropy "

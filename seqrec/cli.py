@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import typing
+from pathlib import Path
 from typing import Any
 
 from seqrec import __version__
@@ -198,9 +199,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.device:
         cfg["device"] = args.device
     model = cls(with_process_tuning(cls, cfg))  # validates the config before any data is read
+    _check_refit(args, model)
     _check_train_outputs(args.out, args.checkpoint_dir, args.resume)  # before any work
-    data = load_training_data(args.train, args.format, _columns(args))
-    data = _carve_train_validation(data, args)
+    full = load_training_data(args.train, args.format, _columns(args))
+    data = _carve_train_validation(full, args)
     _print_report(data.report)
     t0 = time.perf_counter()
     fit_model(
@@ -212,6 +214,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=not args.quiet,
     )
+    if args.refit:
+        model = _refit(model, cls, cfg, full, args)
+        data = full
     seconds = time.perf_counter() - t0
     model.meta_["train_seconds"] = round(seconds, 3)
     model.meta_["train_data"] = str(args.train)
@@ -227,6 +232,55 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"({len(data.item_index):,} items) in {seconds:.1f}s{path} -> {args.out}"
     )
     return 0
+
+
+def _check_refit(args: argparse.Namespace, model: Any) -> None:
+    """``--refit`` needs a carved validation split and a model trained in epochs."""
+    if not args.refit:
+        return
+    from seqrec.errors import ConfigError
+
+    if args.valid_fraction is None and args.valid_days is None:
+        raise ConfigError(
+            "--refit retrains on all of --train for the epoch count a carved validation "
+            "split chose: give --valid-fraction or --valid-days"
+        )
+    if model.family is None:
+        raise ConfigError(f"--refit applies to models trained in epochs; {model.name} is not")
+
+
+def _refit(model: Any, cls: Any, cfg: dict[str, Any], full: Any, args: argparse.Namespace) -> Any:
+    """``--refit``: a fresh model with the same config and seed, trained on every
+    training session (the validation split included) for the epoch count that scored
+    best on validation; the validation run's history is kept in its meta."""
+    from seqrec.pipeline import fit_model
+
+    monitor = str(model.training_keys["monitor"])
+    scored = [h for h in model.history_ if monitor in h.metrics]
+    if not scored:
+        from seqrec.errors import DataError
+
+        raise DataError(
+            f"--refit: no epoch was scored on {monitor} (empty validation split?): nothing "
+            "to choose the epoch count from"
+        )
+    best = max(scored, key=lambda h: h.metrics[monitor])  # the first of equal values
+    epochs = best.epoch + 1
+    log.info(
+        "refit: best validation epoch %d (%s %.4f); retraining on all %s training sessions "
+        "for %d epochs", epochs, monitor, best.metrics[monitor], f"{full.train.n_sessions:,}",
+        epochs,
+    )  # fmt: skip
+    refit = cls({**cfg, "n_epochs": epochs})
+    refit_ck = str(Path(args.checkpoint_dir) / "refit") if args.checkpoint_dir else None
+    fit_model(refit, full, checkpoint_dir=refit_ck, resume=args.resume, progress=not args.quiet)
+    refit.meta_["refit"] = {
+        "epochs": epochs,
+        "monitor": monitor,
+        "valid_value": best.metrics[monitor],
+        "valid_history": model.meta_["history"],
+    }
+    return refit
 
 
 def _carve_train_validation(data: Any, args: argparse.Namespace) -> Any:
@@ -619,11 +673,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="as --valid-fraction, the sessions starting in the last D days of the training "
         "data (needs timestamps)",
     )
+    p.add_argument(
+        "--refit",
+        action="store_true",
+        help="with --valid-fraction / --valid-days: after the validated run, train the same "
+        "config again from scratch on all of --train (validation sessions included) for the "
+        "epoch count that scored best on validation, and write that model (the validated "
+        "run's epochs are kept in its config.json, under meta.refit)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="model directory to write")
     p.add_argument(
         "--checkpoint-dir",
         metavar="DIR",
-        help="write a full training checkpoint here after every epoch (atomically)",
+        help="write a full training checkpoint here after every epoch (atomically; "
+        "--refit's second run checkpoints in DIR/refit)",
     )
     p.add_argument(
         "--resume",

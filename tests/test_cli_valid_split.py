@@ -75,3 +75,39 @@ def test_user_histories_refuse_a_carved_split(tmp_path, capsys):
                  str(tmp_path / "m"), "--valid-fraction", "0.1"])  # fmt: skip
     err = capsys.readouterr().err
     assert code != 0 and "second-to-last item" in err
+
+
+def test_refit_retrains_on_every_session_for_the_best_validation_epoch(tmp_path, excerpt, capsys):
+    code, out = _train(
+        tmp_path, excerpt, "--valid-fraction", "0.2", "--refit", "--set", "n_epochs=3",
+        "--set", "patience=0",
+    )  # fmt: skip
+    assert code == 0
+    meta = json.loads((Path(out) / "config.json").read_text())["meta"]
+    refit = meta["refit"]
+    valid = refit["valid_history"]
+    assert [h["epoch"] for h in valid] == [1, 2, 3]
+    values = [h[refit["monitor"]] for h in valid]
+    assert refit["epochs"] == values.index(max(values)) + 1
+    assert refit["valid_value"] == max(values)
+    assert len(meta["history"]) == refit["epochs"]  # the refit's own epochs, no validation
+    assert all(refit["monitor"] not in h for h in meta["history"])
+    cli_out = capsys.readouterr().out
+    code, _ = _train(tmp_path / "plain", excerpt, "--set", "n_epochs=1")
+    plain = capsys.readouterr().out
+
+    def events(text: str) -> int:
+        return int(text.split("trained narm on ")[1].split(" events")[0].replace(",", ""))
+
+    assert events(cli_out) == events(plain)  # every training session, validation included
+
+
+def test_refit_needs_a_carved_split_and_an_epoch_model(tmp_path, excerpt, capsys):
+    code, out = _train(tmp_path, excerpt, "--refit")
+    err = capsys.readouterr().err
+    assert code != 0 and "give --valid-fraction or --valid-days" in err and "Traceback" not in err
+    code = main(["train", "--train", str(excerpt / "train.tsv"), "--model", "pop", "--out",
+                 str(tmp_path / "p"), "--valid-fraction", "0.2", "--refit", "-q"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code != 0 and "models trained in epochs" in err and "Traceback" not in err
+    assert not out.exists() and not (tmp_path / "p").exists()

@@ -280,6 +280,12 @@ def run_training(task: TrainTask, opts: LoopOptions) -> list[EpochResult]:
             if info.get("best_value") is not None:  # early stopping goes on where it was
                 best = (float(info["best_value"]), info["best_state"])
             log.info("resumed from %s after epoch %d", ckdir / CHECKPOINT, start_epoch)
+            if opts.patience > 0 and bad_epochs >= opts.patience:
+                # the run had stopped early: nothing more to train (a larger patience
+                # given on resume continues it)
+                log.info("that run had stopped early (no %s gain for %d epochs)",
+                         opts.monitor, bad_epochs)  # fmt: skip
+                start_epoch = opts.n_epochs
         else:
             log.info("no checkpoint in %s: starting from scratch", ckdir)
 

@@ -202,3 +202,26 @@ def test_a_checkpoint_with_a_best_value_but_no_best_state_is_a_clear_error(tmp_p
     (tmp_path / "checkpoint" / "best.safetensors").unlink()
     with pytest.raises(ModelFileError, match=r"best\.safetensors is missing"):
         run_training(FakeTask(), LoopOptions(n_epochs=3, checkpoint_dir=tmp_path, resume=True))
+
+
+def test_resuming_a_run_that_stopped_early_trains_no_more_epochs(tmp_path):
+    """A finished early-stopped checkpoint resumed (e.g. `train --refit --resume` after
+    the second run was interrupted) returns the best weights without another epoch; a
+    larger patience given on resume continues it."""
+    values = iter([0.9, 0.2, 0.3, 0.4, 0.5])
+
+    def run(task: FakeTask, patience: int, resume: bool):
+        opts = LoopOptions(
+            n_epochs=5, patience=patience, validate=lambda: {"recall@20": next(values)},
+            checkpoint_dir=tmp_path, resume=resume, progress=False,
+        )  # fmt: skip
+        return run_training(task, opts)
+
+    first = FakeTask()
+    assert len(run(first, 2, False)) == 3  # epochs 2 and 3 without gain: stopped
+    again = FakeTask()
+    hist = run(again, 2, True)
+    assert len(hist) == 3 and again.seen == []  # no step taken
+    assert torch.equal(again.w, first.w)  # the best (1st) epoch's weights
+    more = FakeTask()
+    assert len(run(more, 4, True)) == 5 and more.seen  # patience 4: epochs 4 and 5 run

@@ -188,6 +188,9 @@ class SequenceConfig:
     max_len: int = 50  # window: the most recent items of a session kept
     n_targets: int = 1  # window layout: the next items predicted from each window
     mask_prob: float = 0.2  # masked layout: probability of masking an item
+    # masked layout: the share of windows (drawn every epoch) that have only their last
+    # item masked instead (BERT4Rec's extra last-item samples: the inference task)
+    mask_last_prob: float = 0.0
     sort_pool: int = 0  # > 0: batches of similar-length histories (pools of this many batches)
     negatives: Literal["full", "uniform", "popularity", "in-batch"] = "full"
     exclude_history: bool = False  # uniform negatives: never an item of the session
@@ -204,6 +207,10 @@ class SequenceConfig:
             _bad(f"n_targets must be 1 with layout {self.layout!r} (> 1 needs layout 'window')")
         if not 0.0 < self.mask_prob <= 1.0:
             _bad("mask_prob must be in (0, 1]")
+        if not 0.0 <= self.mask_last_prob <= 1.0:
+            _bad("mask_last_prob must be in [0, 1]")
+        if self.mask_last_prob > 0 and self.layout != "masked":
+            _bad(f"mask_last_prob applies to the masked layout, not {self.layout!r}")
         if self.sort_pool < 0:
             _bad("sort_pool must be >= 0")
         if self.weight_decay < 0:

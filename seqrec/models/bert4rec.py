@@ -45,8 +45,8 @@ sets and the common default of re-implementations) and SASRec's optimiser settin
 the paper's Beauty value is ``--set mask_prob=0.6``. Post-LN (the paper's choice) has
 no warm-up here and dislikes large learning rates: on a toy chain two blocks did not
 train at lr 0.01 and did at 1e-3. The paper also adds training samples that mask only
-the last item; this implementation does not (only the forced last mask of a window
-without any).
+the last item (the inference task): ``mask_last_prob`` is the share of the windows,
+drawn every epoch, that are masked so instead of at random (0: none, the default).
 """
 
 from __future__ import annotations

@@ -106,7 +106,7 @@ RESUMABLE_KEYS = frozenset(
 
 # keys added after checkpoints were first written, with the value that reproduces the
 # training of a checkpoint that lacks them (it was written before they existed)
-ADDED_KEYS: dict[str, Any] = {"lr_decay_step": 0, "lr_decay": 0.1}
+ADDED_KEYS: dict[str, Any] = {"lr_decay_step": 0, "lr_decay": 0.1, "mask_last_prob": 0.0}
 
 
 def checkpoint_fingerprint(config: dict[str, Any], train: Any, n_items: int) -> dict[str, Any]:

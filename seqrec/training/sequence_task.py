@@ -141,6 +141,7 @@ class SequenceOptions:
     max_len: int = 50  # window T: the most recent items kept
     n_targets: int = 1  # window layout: the next items predicted from each window
     mask_prob: float = 0.2  # masked layout: masking probability
+    mask_last_prob: float = 0.0  # masked layout: share of windows with only their last item masked
     batch_size: int = 128  # sessions (causal, masked) or prefixes (last) per batch
     shuffle: bool = True  # shuffle the samples every epoch
     sort_pool: int = 0  # > 0: batches of similar-length samples (pools of this many batches)
@@ -191,6 +192,8 @@ class SequenceOptions:
             )
         if not 0.0 < self.mask_prob <= 1.0:
             raise ConfigError(f"mask_prob must be in (0, 1], got {self.mask_prob}")
+        if not 0.0 <= self.mask_last_prob <= 1.0:
+            raise ConfigError(f"mask_last_prob must be in [0, 1], got {self.mask_last_prob}")
         if self.learning_rate <= 0 or self.weight_decay < 0:
             raise ConfigError("learning_rate must be > 0 and weight_decay >= 0")
         check_lr_schedule(self.lr_decay_step, self.lr_decay)
@@ -238,7 +241,8 @@ class SequenceTask:
         else:
             users = None  # two-array batches: the net takes no users
         self.batcher = SequenceBatcher(
-            train, o.max_len, o.layout, mask_prob=o.mask_prob, seed=o.seed, shuffle=o.shuffle,
+            train, o.max_len, o.layout, mask_prob=o.mask_prob, mask_last_prob=o.mask_last_prob,
+            seed=o.seed, shuffle=o.shuffle,
             sort_pool=o.sort_pool, batch_size=o.batch_size, n_targets=o.n_targets, users=users,
         )  # fmt: skip
         # a net that needs the full window width says so; otherwise every batch is cut

@@ -147,6 +147,7 @@ class SequenceBatcher:
         layout: Layout = "causal",
         *,
         mask_prob: float = 0.2,
+        mask_last_prob: float = 0.0,
         seed: int = 0,
         shuffle: bool = True,
         sort_pool: int = 0,
@@ -160,6 +161,8 @@ class SequenceBatcher:
             raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
         if layout == "masked" and not 0.0 < mask_prob <= 1.0:
             raise ValueError(f"mask_prob must be in (0, 1], got {mask_prob}")
+        if not 0.0 <= mask_last_prob <= 1.0:
+            raise ValueError(f"mask_last_prob must be in [0, 1], got {mask_last_prob}")
         if n_targets < 1 or (n_targets > 1 and layout != "window"):
             raise ValueError(
                 f"n_targets must be 1, or >= 1 with the window layout, got {n_targets}"
@@ -172,6 +175,7 @@ class SequenceBatcher:
         if self.items.size and self.items.min() < 0:
             raise ValueError("the log holds unknown items (-1); drop them first")
         self.T, self.layout, self.mask_prob = int(max_len), layout, float(mask_prob)
+        self.mask_last_prob = float(mask_last_prob)
         self.seed, self.shuffle, self.n_targets = int(seed), bool(shuffle), int(n_targets)
         if sort_pool < 0 or (sort_pool and batch_size < 1):
             raise ValueError("sort_pool must be >= 0 and needs batch_size >= 1")
@@ -220,6 +224,13 @@ class SequenceBatcher:
         np.add.at(inside, self._ends + 1, -1)
         inside = np.cumsum(inside[:-1]).astype(bool)  # (n_events,)
         masked &= inside
+        if self.mask_last_prob > 0:  # drawn after the masks: plans without it are unchanged
+            last_only = rng.random(len(self._ends)) < self.mask_last_prob  # (S,)
+            cover = np.zeros(len(self.items) + 1, dtype=np.int64)
+            np.add.at(cover, lo[last_only], 1)
+            np.add.at(cover, self._ends[last_only] + 1, -1)
+            masked &= ~np.cumsum(cover[:-1]).astype(bool)  # those windows: no drawn mask
+            masked[self._ends[last_only]] = True  # but their last item
         csum = np.concatenate([[0], np.cumsum(masked)])
         none = csum[self._ends + 1] - csum[lo] == 0  # (S,) windows without a masked item
         masked[self._ends[none]] = True

@@ -14,7 +14,7 @@ from seqrec.data.sessions import SessionLog
 from seqrec.errors import ConfigError
 from seqrec.models import MODELS, load_model
 from seqrec.models.bert4rec import BERT4Rec, BERT4RecConfig, BERT4RecNet
-from seqrec.models.sasrec import SASRecConfig, SASRecNet
+from seqrec.models.sasrec import SASRec, SASRecConfig, SASRecNet
 from seqrec.nn.padding import MASK, PAD
 from seqrec.training import build_task
 
@@ -241,6 +241,11 @@ def test_training_keys_that_cannot_work_are_clear_errors() -> None:
             BERT4Rec({key: value})
     with pytest.raises(ConfigError, match="mask_prob"):
         BERT4Rec(mask_prob=0.0)
+    with pytest.raises(ConfigError, match="mask_last_prob"):
+        BERT4Rec(mask_last_prob=-0.1)
+    with pytest.raises(ConfigError, match="mask_last_prob applies to the masked layout"):
+        SASRec(mask_last_prob=0.1)
+    assert BERT4Rec(mask_last_prob=0.1).training_keys["mask_last_prob"] == 0.1
 
 
 CHAIN = {"hidden": 32, "n_heads": 2, "n_blocks": 1, "max_len": 8, "dropout": 0.0,

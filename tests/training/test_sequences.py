@@ -127,6 +127,34 @@ def test_masked_row_without_a_draw_gets_its_last_item_masked() -> None:
     assert np.all(x[:, -1] == MASK) and np.all(y[:, -1] == 4) and np.all(y[:, :-1] == PAD)
 
 
+def test_last_item_samples_mask_only_the_last_item_of_their_windows() -> None:
+    """mask_last_prob: that share of the windows (drawn per epoch) has exactly one MASK,
+    at its last item (BERT4Rec's last-item samples); the others are masked as before,
+    and mask_last_prob 0 leaves the plan of every epoch unchanged."""
+    sessions = [s for s in _random_sessions(3, n=600) if len(s) >= 4]
+    log = _log(sessions)
+    base = SequenceBatcher(log, 6, "masked", mask_prob=0.5, seed=5, shuffle=False)
+    zero = SequenceBatcher(log, 6, "masked", mask_prob=0.5, mask_last_prob=0.0, seed=5,
+                           shuffle=False)  # fmt: skip
+    assert np.array_equal(base.plan(1).masked, zero.plan(1).masked)
+    every = SequenceBatcher(log, 6, "masked", mask_prob=0.5, mask_last_prob=1.0, seed=5,
+                            shuffle=False)  # fmt: skip
+    x, y = _all(every, 0, 64)
+    assert np.all(x[:, -1] == MASK) and np.all((x == MASK).sum(1) == 1)
+    assert np.array_equal(y[:, -1], [s[-1] for s in sessions]) and np.all(y[:, :-1] == PAD)
+    half = SequenceBatcher(log, 6, "masked", mask_prob=0.5, mask_last_prob=0.3, seed=5,
+                           shuffle=False)  # fmt: skip
+    x, y = _all(half, 0, 64)
+    xb, _ = _all(base, 0, 64)
+    only_last = ((x == MASK).sum(1) == 1) & (x[:, -1] == MASK)
+    assert 0.25 < only_last.mean() < 0.45  # 0.3 drawn + base rows that happen to be so
+    changed = np.any(x != xb, axis=1)
+    assert np.all(only_last[changed])  # every row that changed is a last-item sample
+    assert half.plan(0).n_targets == int((y >= 0).sum())
+    with pytest.raises(ValueError, match="mask_last_prob"):
+        SequenceBatcher(log, 6, "masked", mask_last_prob=1.5)
+
+
 @pytest.mark.parametrize("layout", ["causal", "masked", "last", "window"])
 def test_shuffle_is_a_deterministic_permutation_per_epoch(layout: str) -> None:
     log = _log(_random_sessions(3))

@@ -253,7 +253,7 @@ def _refit(model: Any, cls: Any, cfg: dict[str, Any], full: Any, args: argparse.
     """``--refit``: a fresh model with the same config and seed, trained on every
     training session (the validation split included) for the epoch count that scored
     best on validation; the validation run's history is kept in its meta."""
-    from seqrec.pipeline import fit_model
+    from seqrec.pipeline import fit_model, with_process_tuning
 
     monitor = str(model.training_keys["monitor"])
     scored = [h for h in model.history_ if monitor in h.metrics]
@@ -271,7 +271,7 @@ def _refit(model: Any, cls: Any, cfg: dict[str, Any], full: Any, args: argparse.
         "for %d epochs", epochs, monitor, best.metrics[monitor], f"{full.train.n_sessions:,}",
         epochs,
     )  # fmt: skip
-    refit = cls({**cfg, "n_epochs": epochs})
+    refit = cls(with_process_tuning(cls, {**cfg, "n_epochs": epochs}))  # as the first run
     refit_ck = str(Path(args.checkpoint_dir) / "refit") if args.checkpoint_dir else None
     fit_model(refit, full, checkpoint_dir=refit_ck, resume=args.resume, progress=not args.quiet)
     refit.meta_["refit"] = {

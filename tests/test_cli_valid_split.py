@@ -92,6 +92,8 @@ def test_refit_retrains_on_every_session_for_the_best_validation_epoch(tmp_path,
     assert refit["valid_value"] == max(values)
     assert len(meta["history"]) == refit["epochs"]  # the refit's own epochs, no validation
     assert all(refit["monitor"] not in h for h in meta["history"])
+    training = json.loads((Path(out) / "config.json").read_text())["training"]
+    assert training["threads"] == "auto" and training["malloc_tuning"]  # as the first run
     cli_out = capsys.readouterr().out
     code, _ = _train(tmp_path / "plain", excerpt, "--set", "n_epochs=1")
     plain = capsys.readouterr().out

@@ -118,6 +118,14 @@ class EpochPlan:
     n_targets: int  # positions with a target in the whole epoch
 
 
+def _covered(n: int, lo: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """(n,) bool: the events inside any of the ranges ``lo[k] .. end[k]`` (inclusive)."""
+    edges = np.zeros(n + 1, dtype=np.int64)
+    np.add.at(edges, lo, 1)
+    np.add.at(edges, end + 1, -1)
+    return np.cumsum(edges[:-1]).astype(bool)
+
+
 class SequenceBatcher:
     """Cuts a :class:`SessionLog` into padded sequence batches (see the module doc).
 
@@ -219,18 +227,12 @@ class SequenceBatcher:
         masked = rng.random(len(self.items)) < self.mask_prob  # (n_events,)
         # events inside each window: the last T of the session
         lo = np.maximum(self._starts, self._ends - self.T + 1)  # (S,)
-        inside = np.zeros(len(self.items) + 1, dtype=np.int64)
-        np.add.at(inside, lo, 1)
-        np.add.at(inside, self._ends + 1, -1)
-        inside = np.cumsum(inside[:-1]).astype(bool)  # (n_events,)
-        masked &= inside
+        masked &= _covered(len(self.items), lo, self._ends)
         if self.mask_last_prob > 0:  # drawn after the masks: plans without it are unchanged
             last_only = rng.random(len(self._ends)) < self.mask_last_prob  # (S,)
-            cover = np.zeros(len(self.items) + 1, dtype=np.int64)
-            np.add.at(cover, lo[last_only], 1)
-            np.add.at(cover, self._ends[last_only] + 1, -1)
-            masked &= ~np.cumsum(cover[:-1]).astype(bool)  # those windows: no drawn mask
-            masked[self._ends[last_only]] = True  # but their last item
+            # those windows: no drawn mask, but their last item
+            masked &= ~_covered(len(self.items), lo[last_only], self._ends[last_only])
+            masked[self._ends[last_only]] = True
         csum = np.concatenate([[0], np.cumsum(masked)])
         none = csum[self._ends + 1] - csum[lo] == 0  # (S,) windows without a masked item
         masked[self._ends[none]] = True

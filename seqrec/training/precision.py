@@ -10,8 +10,9 @@
   products (a sampled loss, the autograd step) is float32 under ``"auto"``, where
   ``"bfloat16"`` is a configuration error.
 
-Measured: 1.8-2.5x the epoch rate of float32 for STAMP / NARM / SASRec full
-cross-entropy and GRU4Rec [512] on an AMD EPYC with AVX512-BF16 (benchmarks/README.md).
+Measured against float32 on an AMD EPYC with AVX512-BF16, 2 threads (README.md "Speed",
+benchmarks/README.md): NARM / STAMP / SR-GNN epochs 1.3-1.8x faster (full
+cross-entropy), GRU4Rec [512] 1.7x the events/s.
 """
 
 from __future__ import annotations
